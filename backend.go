@@ -1,0 +1,188 @@
+// Package apikey is a HashiCorp Vault secrets engine that makes Vault the system of record
+// for API keys: roles define scopes, TTLs and restrictions; every issued key is a Vault
+// lease; services check presented keys through the verify path.
+package apikey
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/lru"
+)
+
+// Storage layout. keys/ is LocalStorage: leases are per cluster, so are key records.
+const (
+	rolePrefix        = "roles/"
+	keyPrefix         = "keys/"
+	configSettingsKey = "config/settings"
+	// configSecretKey holds the per-mount HMAC secret. It is seal-wrapped and no path
+	// ever returns it.
+	configSecretKey = "config/secret"
+)
+
+// Factory is the plugin's logical.Factory.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend()
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// backend holds per-mount state only: one plugin process serves many mounts.
+type backend struct {
+	*framework.Backend
+
+	// keyLocks serialise read-modify-write of one key record (update, rotate, revoke).
+	keyLocks []*locksutil.LockEntry
+	// roleLock serialises role writes against issues reading the role.
+	roleLock sync.RWMutex
+
+	// stateMu guards the lazily loaded mount secret and settings below.
+	stateMu     sync.RWMutex
+	mountSecret []byte
+	settings    *settings
+
+	// keyCache answers verify for repeated keys; local writes and Invalidate keep it exact.
+	keyCache *lru.Cache[string, *keyEntry]
+}
+
+func newBackend() *backend {
+	b := &backend{
+		keyLocks: locksutil.CreateLocks(),
+		keyCache: lru.New[string, *keyEntry](defaultCacheSize),
+	}
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			SealWrapStorage: []string{configSecretKey},
+			LocalStorage:    []string{keyPrefix},
+		},
+		// Order matters only where patterns overlap: keys/<id>/rotate is listed before
+		// keys/<id> so the more specific pattern wins; every other pattern is anchored and
+		// disjoint.
+		Paths: framework.PathAppend(
+			[]*framework.Path{pathConfig(b)},
+			pathRoles(b),
+			[]*framework.Path{pathCreds(b)},
+			pathKeys(b),
+			[]*framework.Path{pathVerify(b)},
+		),
+		Secrets:        []*framework.Secret{secretAPIKey(b)},
+		Invalidate:     b.invalidate,
+		RunningVersion: Version,
+	}
+	return b
+}
+
+// invalidate is called on nodes that did not make a storage write themselves (replication,
+// WAL replay): drop whatever the write made stale.
+func (b *backend) invalidate(_ context.Context, key string) {
+	switch {
+	case strings.HasPrefix(key, keyPrefix):
+		b.keyCache.Remove(strings.TrimPrefix(key, keyPrefix))
+	case key == configSecretKey:
+		b.stateMu.Lock()
+		b.mountSecret = nil
+		b.stateMu.Unlock()
+		b.keyCache.Purge()
+	case key == configSettingsKey:
+		b.stateMu.Lock()
+		b.settings = nil
+		b.stateMu.Unlock()
+	}
+}
+
+// secretEntry is the stored form of the mount secret.
+type secretEntry struct {
+	HMACKey []byte `json:"hmac_key"`
+}
+
+// getMountSecret returns the mount's HMAC secret, or nil if none was generated yet (then
+// no key can exist either).
+func (b *backend) getMountSecret(ctx context.Context, s logical.Storage) ([]byte, error) {
+	b.stateMu.RLock()
+	secret := b.mountSecret
+	b.stateMu.RUnlock()
+	if secret != nil {
+		return secret, nil
+	}
+	entry, err := s.Get(ctx, configSecretKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading mount secret: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var stored secretEntry
+	if err := entry.DecodeJSON(&stored); err != nil || len(stored.HMACKey) != hmacKeyLen {
+		return nil, errors.New("stored mount secret is corrupt")
+	}
+	b.stateMu.Lock()
+	b.mountSecret = stored.HMACKey
+	b.stateMu.Unlock()
+	return stored.HMACKey, nil
+}
+
+// ensureMountSecret returns the mount secret, generating and storing it on first use.
+// Only write paths call it: generation needs a writable storage.
+func (b *backend) ensureMountSecret(ctx context.Context, s logical.Storage) ([]byte, error) {
+	if secret, err := b.getMountSecret(ctx, s); err != nil || secret != nil {
+		return secret, err
+	}
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	if b.mountSecret != nil {
+		return b.mountSecret, nil
+	}
+	// Another node or an earlier request may have written it since our read.
+	if entry, err := s.Get(ctx, configSecretKey); err != nil {
+		return nil, fmt.Errorf("reading mount secret: %w", err)
+	} else if entry != nil {
+		var stored secretEntry
+		if err := entry.DecodeJSON(&stored); err != nil || len(stored.HMACKey) != hmacKeyLen {
+			return nil, errors.New("stored mount secret is corrupt")
+		}
+		b.mountSecret = stored.HMACKey
+		return b.mountSecret, nil
+	}
+	secret, err := newHMACKey()
+	if err != nil {
+		return nil, err
+	}
+	entry, err := logical.StorageEntryJSON(configSecretKey, secretEntry{HMACKey: secret})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return nil, fmt.Errorf("storing mount secret: %w", err)
+	}
+	b.mountSecret = secret
+	return secret, nil
+}
+
+// keyHash is what storage holds instead of the key.
+func keyHash(secret []byte, key string) []byte {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(key))
+	return mac.Sum(nil)
+}
+
+const backendHelp = `
+The apikey secrets engine issues, verifies and revokes API keys.
+
+Operators define roles (scopes, TTLs, restrictions) under roles/. Applications read
+creds/<role> to get a key: every key is a Vault lease, renewable up to the role's max_ttl
+and revoked when the lease ends. Services check presented keys with verify. keys/ is
+the inventory (never the keys themselves: only an HMAC of each key is stored).
+`

@@ -1,0 +1,153 @@
+// Package keyformat generates and parses API keys of the form
+//
+//	<prefix>_<key_id><secret><checksum>
+//
+// The body is base62 only, so a key is safe in headers, URLs and shells and selects with
+// one double click. The key_id is the key's public handle (storage key, audit, inventory);
+// the secret part carries at least 256 bits from crypto/rand; the checksum is a CRC32 of
+// everything before it (GitHub-token style) so typos and truncated keys are rejected
+// without any storage access.
+package keyformat
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"regexp"
+	"strings"
+)
+
+const (
+	alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+	// KeyIDLen base62 characters give ~95 bits: unique enough that a collision check on
+	// issue practically never retries.
+	KeyIDLen = 16
+	// SecretLen base62 characters give 43*log2(62) ≈ 256.03 bits.
+	SecretLen = 43
+	// ChecksumLen base62 characters hold any uint32 (62^6 > 2^32).
+	ChecksumLen = 6
+	// BodyLen is the length of everything after "<prefix>_".
+	BodyLen = KeyIDLen + SecretLen + ChecksumLen
+
+	// DefaultPrefix is used when a role sets none.
+	DefaultPrefix = "vk"
+	// MaxKeyLen bounds the input Parse looks at: the longest prefix plus separator plus body.
+	MaxKeyLen = 10 + 1 + BodyLen
+)
+
+var prefixPattern = regexp.MustCompile(`^[a-z][a-z0-9]{1,9}$`)
+
+// Errors returned by Parse. They never contain the key itself.
+var (
+	ErrBadPrefix   = errors.New("key prefix is missing or invalid")
+	ErrBadLength   = errors.New("key has the wrong length")
+	ErrBadCharset  = errors.New("key contains characters outside base62")
+	ErrBadChecksum = errors.New("key checksum does not match")
+)
+
+// ValidPrefix reports whether p may be used as a key prefix.
+func ValidPrefix(p string) bool { return prefixPattern.MatchString(p) }
+
+// ValidKeyID reports whether id has the shape of a key_id (it may still be unknown).
+func ValidKeyID(id string) bool { return len(id) == KeyIDLen && isBase62(id) }
+
+// Generate returns a new key with the given prefix and its key_id, using crypto/rand.
+func Generate(prefix string) (key, keyID string, err error) {
+	return generate(rand.Reader, prefix)
+}
+
+func generate(random io.Reader, prefix string) (key, keyID string, err error) {
+	if !ValidPrefix(prefix) {
+		return "", "", ErrBadPrefix
+	}
+	random62, err := randomBase62(random, KeyIDLen+SecretLen)
+	if err != nil {
+		return "", "", fmt.Errorf("reading randomness: %w", err)
+	}
+	var b strings.Builder
+	b.Grow(len(prefix) + 1 + BodyLen)
+	b.WriteString(prefix)
+	b.WriteByte('_')
+	b.Write(random62)
+	b.Write(encodeChecksum(crc32.ChecksumIEEE([]byte(b.String()))))
+	return b.String(), string(random62[:KeyIDLen]), nil
+}
+
+// Parsed is what Parse learns from a key without storage.
+type Parsed struct {
+	Prefix string
+	KeyID  string
+}
+
+// Parse checks a presented key's prefix, length, charset and checksum and returns its
+// prefix and key_id. It allocates only for the returned strings' headers.
+func Parse(key string) (Parsed, error) {
+	if len(key) > MaxKeyLen {
+		return Parsed{}, ErrBadLength
+	}
+	sep := strings.IndexByte(key, '_')
+	if sep < 0 {
+		return Parsed{}, ErrBadPrefix
+	}
+	prefix, body := key[:sep], key[sep+1:]
+	if !ValidPrefix(prefix) {
+		return Parsed{}, ErrBadPrefix
+	}
+	if len(body) != BodyLen {
+		return Parsed{}, ErrBadLength
+	}
+	if !isBase62(body) {
+		return Parsed{}, ErrBadCharset
+	}
+	split := len(key) - ChecksumLen
+	want := encodeChecksum(crc32.ChecksumIEEE([]byte(key[:split])))
+	if string(want) != key[split:] {
+		return Parsed{}, ErrBadChecksum
+	}
+	return Parsed{Prefix: prefix, KeyID: body[:KeyIDLen]}, nil
+}
+
+// randomBase62 draws n uniformly distributed base62 characters. Bytes >= 248 are
+// rejected so that byte % 62 has no modulo bias (248 = 4*62).
+func randomBase62(random io.Reader, n int) ([]byte, error) {
+	out := make([]byte, 0, n)
+	buf := make([]byte, n+n/4+8)
+	for len(out) < n {
+		if _, err := io.ReadFull(random, buf); err != nil {
+			return nil, err
+		}
+		for _, c := range buf {
+			if c >= 248 {
+				continue
+			}
+			out = append(out, alphabet[c%62])
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func encodeChecksum(sum uint32) []byte {
+	out := make([]byte, ChecksumLen)
+	v := uint64(sum)
+	for i := ChecksumLen - 1; i >= 0; i-- {
+		out[i] = alphabet[v%62]
+		v /= 62
+	}
+	return out
+}
+
+func isBase62(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}

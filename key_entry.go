@@ -1,0 +1,117 @@
+package apikey
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// keyEntry is the stored record of one issued key (keys/<key_id>). It holds the key's
+// HMAC, never the key. Restrictions are copied from the role at issue time so that a key
+// verifies and revokes without its role.
+type keyEntry struct {
+	KeyID          string            `json:"key_id"`
+	Hash           []byte            `json:"hash"`
+	Role           string            `json:"role"`
+	Name           string            `json:"name"`
+	Scopes         []string          `json:"scopes"`
+	Metadata       map[string]string `json:"metadata"`
+	BoundCIDRs     []string          `json:"bound_cidrs,omitempty"`
+	RateLimit      float64           `json:"rate_limit,omitempty"`
+	RateLimitBurst int               `json:"rate_limit_burst,omitempty"`
+	MaxUses        int64             `json:"max_uses,omitempty"`
+	TTL            time.Duration     `json:"ttl"`
+	MaxTTL         time.Duration     `json:"max_ttl"`
+	CreatedAt      time.Time         `json:"created_at"`
+	ExpiresAt      time.Time         `json:"expires_at"`
+	Disabled       bool              `json:"disabled,omitempty"`
+
+	// boundPrefixes is BoundCIDRs parsed once when the record is loaded, so verify never
+	// parses on its hot path.
+	boundPrefixes []netip.Prefix
+}
+
+func (b *backend) storageKeyEntry(ctx context.Context, s logical.Storage, keyID string) (*keyEntry, error) {
+	entry, err := s.Get(ctx, keyPrefix+keyID)
+	if err != nil {
+		return nil, fmt.Errorf("reading key record: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var k keyEntry
+	if err := entry.DecodeJSON(&k); err != nil {
+		return nil, fmt.Errorf("decoding key record: %w", err)
+	}
+	if k.boundPrefixes, err = parseCIDRs(k.BoundCIDRs); err != nil {
+		return nil, fmt.Errorf("key record has invalid bound_cidrs: %w", err)
+	}
+	return &k, nil
+}
+
+// cachedKeyEntry returns the record for keyID from the verify cache or storage. Records
+// in the cache are never modified in place: writers store a new record, then replace or
+// drop the cache entry.
+func (b *backend) cachedKeyEntry(ctx context.Context, s logical.Storage, keyID string) (*keyEntry, error) {
+	if k, ok := b.keyCache.Get(keyID); ok {
+		return k, nil
+	}
+	generation := b.keyCache.Generation()
+	k, err := b.storageKeyEntry(ctx, s, keyID)
+	if err != nil || k == nil {
+		return nil, err
+	}
+	b.keyCache.AddIfUnchanged(keyID, k, generation)
+	return k, nil
+}
+
+// putKeyEntry stores k and makes the cache agree with it.
+func (b *backend) putKeyEntry(ctx context.Context, s logical.Storage, k *keyEntry) error {
+	entry, err := logical.StorageEntryJSON(keyPrefix+k.KeyID, k)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		// The write may or may not have landed: drop the cache entry so the next read goes
+		// to storage.
+		b.keyCache.Remove(k.KeyID)
+		return fmt.Errorf("storing key record: %w", err)
+	}
+	if k.boundPrefixes, err = parseCIDRs(k.BoundCIDRs); err != nil {
+		b.keyCache.Remove(k.KeyID)
+		return err
+	}
+	b.keyCache.Remove(k.KeyID) // invalidates loads that started before this write
+	b.keyCache.Add(k.KeyID, k)
+	return nil
+}
+
+// deleteKeyEntry removes the record; deleting a record that is gone is a success.
+func (b *backend) deleteKeyEntry(ctx context.Context, s logical.Storage, keyID string) error {
+	b.keyCache.Remove(keyID)
+	if err := s.Delete(ctx, keyPrefix+keyID); err != nil {
+		return fmt.Errorf("deleting key record: %w", err)
+	}
+	b.keyCache.Remove(keyID)
+	return nil
+}
+
+// publicData is what reads and verify may show about a key: never the key or its hash.
+func (k *keyEntry) publicData(now time.Time) map[string]interface{} {
+	ttl := int64(k.ExpiresAt.Sub(now).Seconds())
+	if ttl < 0 {
+		ttl = 0
+	}
+	return map[string]interface{}{
+		"key_id":     k.KeyID,
+		"role":       k.Role,
+		"name":       k.Name,
+		"scopes":     nonNilStrings(k.Scopes),
+		"metadata":   nonNilMap(k.Metadata),
+		"expires_at": k.ExpiresAt.UTC().Format(time.RFC3339),
+		"ttl":        ttl,
+	}
+}

@@ -1,0 +1,135 @@
+package apikey
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	defaultCacheSize = 10_000
+	maxCacheSize     = 10_000_000
+	hmacKeyLen       = 32
+)
+
+// settings are the mount's tunables. The mount secret is stored apart (config/secret,
+// seal-wrapped) so that reading or writing settings never touches it.
+type settings struct {
+	CacheSize int `json:"cache_size"`
+}
+
+func defaultSettings() *settings { return &settings{CacheSize: defaultCacheSize} }
+
+func pathConfig(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "config",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"cache_size": {
+				Type:        framework.TypeInt,
+				Description: fmt.Sprintf("How many key records verify keeps in memory (per node). Default %d.", defaultCacheSize),
+				Default:     defaultCacheSize,
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "Verify cache size",
+				},
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathConfigRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.pathConfigWrite,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+			},
+		},
+		HelpSynopsis:    strings.TrimSpace(configHelpSyn),
+		HelpDescription: strings.TrimSpace(configHelpDesc),
+	}
+}
+
+// getSettings returns the stored settings or the defaults.
+func (b *backend) getSettings(ctx context.Context, s logical.Storage) (*settings, error) {
+	b.stateMu.RLock()
+	cur := b.settings
+	b.stateMu.RUnlock()
+	if cur != nil {
+		return cur, nil
+	}
+	entry, err := s.Get(ctx, configSettingsKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	loaded := defaultSettings()
+	if entry != nil {
+		if err := entry.DecodeJSON(loaded); err != nil {
+			return nil, fmt.Errorf("decoding config: %w", err)
+		}
+	}
+	b.stateMu.Lock()
+	b.settings = loaded
+	b.stateMu.Unlock()
+	b.keyCache.Resize(loaded.CacheSize)
+	return loaded, nil
+}
+
+func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cur, err := b.getSettings(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		"cache_size": cur.CacheSize,
+	}}, nil
+}
+
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	cur, err := b.getSettings(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	next := *cur
+	if v, ok := d.GetOk("cache_size"); ok {
+		next.CacheSize = v.(int)
+	}
+	if next.CacheSize < 1 || next.CacheSize > maxCacheSize {
+		return logical.ErrorResponse("cache_size must be between 1 and %d", maxCacheSize), nil
+	}
+	entry, err := logical.StorageEntryJSON(configSettingsKey, &next)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Put(ctx, entry); err != nil {
+		return nil, fmt.Errorf("storing config: %w", err)
+	}
+	b.stateMu.Lock()
+	b.settings = &next
+	b.stateMu.Unlock()
+	b.keyCache.Resize(next.CacheSize)
+	return nil, nil
+}
+
+func newHMACKey() ([]byte, error) {
+	key := make([]byte, hmacKeyLen)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("generating mount secret: %w", err)
+	}
+	return key, nil
+}
+
+const operationPrefix = "api-key"
+
+const configHelpSyn = `Configure the apikey secrets engine.`
+
+const configHelpDesc = `
+Settings of this mount. cache_size bounds how many key records verify keeps in memory on
+each node. The mount's HMAC secret is generated on first use, stored seal-wrapped, and
+never returned by this or any other path.
+`

@@ -1,0 +1,391 @@
+package apikey
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+)
+
+const (
+	maxNameLen       = 128
+	maxMetadataPairs = 64
+	maxMetadataKey   = 128
+	maxMetadataValue = 512
+	maxBoundCIDRs    = 64
+)
+
+// role is the stored definition keys are issued from.
+type role struct {
+	Scopes         []string          `json:"scopes"`
+	TTL            time.Duration     `json:"ttl"`
+	MaxTTL         time.Duration     `json:"max_ttl"`
+	KeyPrefix      string            `json:"key_prefix"`
+	BoundCIDRs     []string          `json:"bound_cidrs"`
+	RateLimit      float64           `json:"rate_limit"`
+	RateLimitBurst int               `json:"rate_limit_burst"`
+	MaxUses        int64             `json:"max_uses"`
+	Metadata       map[string]string `json:"metadata"`
+}
+
+func (r *role) toResponseData() map[string]interface{} {
+	return map[string]interface{}{
+		"scopes":           nonNilStrings(r.Scopes),
+		"ttl":              int64(r.TTL.Seconds()),
+		"max_ttl":          int64(r.MaxTTL.Seconds()),
+		"key_prefix":       r.KeyPrefix,
+		"bound_cidrs":      nonNilStrings(r.BoundCIDRs),
+		"rate_limit":       r.RateLimit,
+		"rate_limit_burst": r.RateLimitBurst,
+		"max_uses":         r.MaxUses,
+		"metadata":         nonNilMap(r.Metadata),
+	}
+}
+
+var roleFields = map[string]*framework.FieldSchema{
+	"name": {
+		Type:        framework.TypeLowerCaseString,
+		Description: "Name of the role.",
+		Required:    true,
+	},
+	"scopes": {
+		Type:        framework.TypeCommaStringSlice,
+		Description: `Scopes granted to keys of this role. A scope ending in "*" grants every scope with that prefix ("orders:*").`,
+	},
+	"ttl": {
+		Type:        framework.TypeDurationSecond,
+		Description: "Default lease TTL of issued keys. 0 uses the mount's default.",
+		DisplayAttrs: &framework.DisplayAttributes{
+			Name: "TTL",
+		},
+	},
+	"max_ttl": {
+		Type:        framework.TypeDurationSecond,
+		Description: "Maximum lifetime of issued keys, renewals included. 0 uses the mount's maximum.",
+		DisplayAttrs: &framework.DisplayAttributes{
+			Name: "Max TTL",
+		},
+	},
+	"key_prefix": {
+		Type:        framework.TypeString,
+		Description: fmt.Sprintf("Prefix of issued keys: a lowercase letter then 1-9 lowercase letters or digits. Default %q.", keyformat.DefaultPrefix),
+		Default:     keyformat.DefaultPrefix,
+	},
+	"bound_cidrs": {
+		Type:        framework.TypeCommaStringSlice,
+		Description: "CIDR blocks (IPv4 or IPv6) clients must present keys from, checked against verify's client_ip. Empty allows any client.",
+		DisplayAttrs: &framework.DisplayAttributes{
+			Name: "Bound CIDRs",
+		},
+	},
+	"rate_limit": {
+		Type:        framework.TypeFloat,
+		Description: "Requests per second allowed per key (per Vault node). 0 disables rate limiting.",
+	},
+	"rate_limit_burst": {
+		Type:        framework.TypeInt,
+		Description: "Token bucket size for rate_limit. 0 means max(1, ceil(rate_limit)).",
+	},
+	"max_uses": {
+		Type:        framework.TypeInt64,
+		Description: "How many uses (sum of verify costs) each key allows. 0 is unlimited.",
+	},
+	"metadata": {
+		Type:        framework.TypeKVPairs,
+		Description: "Key/value pairs copied into every key of this role (e.g. team=payments).",
+	},
+}
+
+func pathRoles(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "roles/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "roles",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathRoleList},
+			},
+			HelpSynopsis:    strings.TrimSpace(roleListHelpSyn),
+			HelpDescription: strings.TrimSpace(roleListHelpDesc),
+		},
+		{
+			Pattern: "roles/" + framework.GenericNameRegex("name"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "role",
+			},
+			Fields:         roleFields,
+			ExistenceCheck: b.pathRoleExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead},
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete},
+			},
+			HelpSynopsis:    strings.TrimSpace(roleHelpSyn),
+			HelpDescription: strings.TrimSpace(roleHelpDesc),
+		},
+	}
+}
+
+func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
+	entry, err := s.Get(ctx, rolePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading role: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var r role
+	if err := entry.DecodeJSON(&r); err != nil {
+		return nil, fmt.Errorf("decoding role: %w", err)
+	}
+	return &r, nil
+}
+
+func (b *backend) pathRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
+	return r != nil, err
+}
+
+func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, rolePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing roles: %w", err)
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.roleLock.RLock()
+	defer b.roleLock.RUnlock()
+	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
+	if err != nil || r == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: r.toResponseData()}, nil
+}
+
+func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateName("name", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+
+	b.roleLock.Lock()
+	defer b.roleLock.Unlock()
+
+	r, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		if req.Operation == logical.UpdateOperation {
+			return logical.ErrorResponse("role %q does not exist", name), nil
+		}
+		r = &role{KeyPrefix: keyformat.DefaultPrefix}
+	}
+
+	// Only fields present in the request change: an update that sets ttl keeps scopes.
+	if v, ok := d.GetOk("scopes"); ok {
+		r.Scopes = v.([]string)
+	}
+	if v, ok := d.GetOk("ttl"); ok {
+		r.TTL = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("max_ttl"); ok {
+		r.MaxTTL = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("key_prefix"); ok {
+		r.KeyPrefix = v.(string)
+	}
+	if v, ok := d.GetOk("bound_cidrs"); ok {
+		r.BoundCIDRs = v.([]string)
+	}
+	if v, ok := d.GetOk("rate_limit"); ok {
+		r.RateLimit = v.(float64)
+	}
+	if v, ok := d.GetOk("rate_limit_burst"); ok {
+		r.RateLimitBurst = v.(int)
+	}
+	if v, ok := d.GetOk("max_uses"); ok {
+		r.MaxUses = v.(int64)
+	}
+	if v, ok := d.GetOk("metadata"); ok {
+		r.Metadata = v.(map[string]string)
+	}
+	if err := r.validate(); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+
+	entry, err := logical.StorageEntryJSON(rolePrefix+name, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Put(ctx, entry); err != nil {
+		return nil, fmt.Errorf("storing role: %w", err)
+	}
+	return nil, nil
+}
+
+func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.roleLock.Lock()
+	defer b.roleLock.Unlock()
+	// Keys already issued keep working until their leases end: revocation needs only the
+	// lease's InternalData, and verify only the key record.
+	if err := req.Storage.Delete(ctx, rolePrefix+d.Get("name").(string)); err != nil {
+		return nil, fmt.Errorf("deleting role: %w", err)
+	}
+	return nil, nil
+}
+
+// validate checks every field; the message names the field and what is wrong.
+func (r *role) validate() error {
+	if err := scopes.Validate(r.Scopes); err != nil {
+		return fmt.Errorf("scopes: %w", err)
+	}
+	if r.TTL < 0 {
+		return fmt.Errorf("ttl must not be negative")
+	}
+	if r.MaxTTL < 0 {
+		return fmt.Errorf("max_ttl must not be negative")
+	}
+	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
+		return fmt.Errorf("ttl (%s) must not be greater than max_ttl (%s)", r.TTL, r.MaxTTL)
+	}
+	if !keyformat.ValidPrefix(r.KeyPrefix) {
+		return fmt.Errorf("key_prefix %.40q must be a lowercase letter followed by 1-9 lowercase letters or digits", r.KeyPrefix)
+	}
+	if _, err := parseCIDRs(r.BoundCIDRs); err != nil {
+		return fmt.Errorf("bound_cidrs: %w", err)
+	}
+	if r.RateLimit < 0 || r.RateLimit != r.RateLimit || r.RateLimit > 1e9 {
+		return fmt.Errorf("rate_limit must be between 0 (off) and 1e9 requests per second")
+	}
+	if r.RateLimitBurst < 0 || r.RateLimitBurst > 1_000_000_000 {
+		return fmt.Errorf("rate_limit_burst must be between 0 and 1e9")
+	}
+	if r.RateLimitBurst > 0 && r.RateLimit == 0 {
+		return fmt.Errorf("rate_limit_burst needs rate_limit to be set")
+	}
+	if r.MaxUses < 0 {
+		return fmt.Errorf("max_uses must not be negative (0 is unlimited)")
+	}
+	if err := validateMetadata(r.Metadata); err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	return nil
+}
+
+// parseCIDRs parses bound_cidrs; a bare address is taken as a single-host block.
+func parseCIDRs(list []string) ([]netip.Prefix, error) {
+	if len(list) > maxBoundCIDRs {
+		return nil, fmt.Errorf("at most %d blocks are allowed", maxBoundCIDRs)
+	}
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		return nil, fmt.Errorf("%.60q is not a CIDR block or IP address", s)
+	}
+	return out, nil
+}
+
+func validateName(field, name string) error {
+	if len(name) > maxNameLen {
+		return fmt.Errorf("%s must be at most %d characters", field, maxNameLen)
+	}
+	if strings.Contains(name, "..") {
+		return fmt.Errorf("%s must not contain '..'", field)
+	}
+	return nil
+}
+
+// validateLabel checks free text such as a key's name: bounded, valid UTF-8, printable.
+func validateLabel(field, s string) error {
+	if len(s) > maxNameLen {
+		return fmt.Errorf("%s must be at most %d bytes", field, maxNameLen)
+	}
+	return validatePrintable(field, s)
+}
+
+func validatePrintable(field, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s must be valid UTF-8", field)
+	}
+	for _, c := range s {
+		if !unicode.IsPrint(c) {
+			return fmt.Errorf("%s must not contain control characters", field)
+		}
+	}
+	return nil
+}
+
+func validateMetadata(m map[string]string) error {
+	if len(m) > maxMetadataPairs {
+		return fmt.Errorf("at most %d pairs are allowed", maxMetadataPairs)
+	}
+	for k, v := range m {
+		if k == "" || len(k) > maxMetadataKey {
+			return fmt.Errorf("keys must be 1-%d bytes", maxMetadataKey)
+		}
+		if err := validateLabel(fmt.Sprintf("key %.40q", k), k); err != nil {
+			return err
+		}
+		if len(v) > maxMetadataValue {
+			return fmt.Errorf("value of %.40q must be at most %d bytes", k, maxMetadataValue)
+		}
+		if err := validatePrintable(fmt.Sprintf("value of %.40q", k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+const roleListHelpSyn = `List the roles of this mount.`
+
+const roleListHelpDesc = `Lists role names. Read roles/<name> for a role's definition.`
+
+const roleHelpSyn = `Manage a role: the template keys are issued from.`
+
+const roleHelpDesc = `
+A role fixes what keys issued from it may do: scopes, lease ttl and max_ttl, the key
+prefix, and restrictions checked by verify (bound_cidrs, rate_limit with
+rate_limit_burst, max_uses). metadata is copied into every key.
+
+Keys take the role's values at the moment they are issued; changing or deleting a role
+does not change keys already issued (rotate them to apply new settings). Deleting a role
+does not revoke its keys: their leases still revoke normally.
+`

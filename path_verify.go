@@ -1,0 +1,181 @@
+package apikey
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+)
+
+// Verify result codes, in the order verify checks them.
+const (
+	codeMalformed         = "MALFORMED"
+	codeNotFound          = "NOT_FOUND"
+	codeDisabled          = "DISABLED"
+	codeExpired           = "EXPIRED"
+	codeForbiddenIP       = "FORBIDDEN_IP"
+	codeInsufficientScope = "INSUFFICIENT_SCOPE"
+	codeValid             = "VALID"
+)
+
+func pathVerify(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "verify",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "verify",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"api_key": {
+				Type:        framework.TypeString,
+				Description: "The key a client presented. Required. Audit devices HMAC it by default; keep it that way.",
+				Required:    true,
+			},
+			"scopes": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Scopes the request needs; every one must be granted to the key.",
+			},
+			"client_ip": {
+				Type:        framework.TypeString,
+				Description: "IP address the client connected from; required when the key's role has bound_cidrs.",
+			},
+			"cost": {
+				Type:        framework.TypeInt,
+				Description: "How many uses this request counts against the key's max_uses (default 1; 0 checks without counting).",
+				Default:     1,
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback: b.pathVerify,
+				Responses: map[int][]framework.Response{
+					200: {{
+						Description: "OK",
+						Fields:      verifyResponseFields,
+					}},
+				},
+			},
+		},
+		HelpSynopsis:    strings.TrimSpace(verifyHelpSyn),
+		HelpDescription: strings.TrimSpace(verifyHelpDesc),
+	}
+}
+
+var verifyResponseFields = map[string]*framework.FieldSchema{
+	"valid":      {Type: framework.TypeBool, Description: "Whether the key may be used for this request."},
+	"code":       {Type: framework.TypeString, Description: "Why: MALFORMED, NOT_FOUND, DISABLED, EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE or VALID."},
+	"key_id":     {Type: framework.TypeString, Description: "Public identifier of the key (codes after NOT_FOUND)."},
+	"role":       {Type: framework.TypeString, Description: "Role the key was issued from."},
+	"name":       {Type: framework.TypeString, Description: "The key's label."},
+	"scopes":     {Type: framework.TypeStringSlice, Description: "Scopes granted to the key."},
+	"metadata":   {Type: framework.TypeKVPairs, Description: "The key's metadata."},
+	"expires_at": {Type: framework.TypeString, Description: "When the key expires (RFC 3339)."},
+	"ttl":        {Type: framework.TypeInt, Description: "Seconds until the key expires."},
+}
+
+func verifyResult(code string) *logical.Response {
+	return &logical.Response{Data: map[string]interface{}{"valid": false, "code": code}}
+}
+
+// pathVerify answers whether a presented key may be used. A well-formed request always
+// gets 200 with valid and code; only bad request fields get 400. A warm verify (key record
+// in cache) touches no storage.
+func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	key := d.Get("api_key").(string)
+	if key == "" {
+		return logical.ErrorResponse("api_key is required"), nil
+	}
+	var requested []string
+	if v, ok := d.GetOk("scopes"); ok {
+		requested = v.([]string)
+		if err := scopes.Validate(requested); err != nil {
+			return logical.ErrorResponse("scopes: %s", err), nil
+		}
+	}
+	var clientIP netip.Addr
+	if raw := d.Get("client_ip").(string); raw != "" {
+		ip, err := netip.ParseAddr(strings.TrimSpace(raw))
+		if err != nil {
+			return logical.ErrorResponse("client_ip %.60q is not an IP address", raw), nil
+		}
+		clientIP = ip.Unmap()
+	}
+	if cost := d.Get("cost").(int); cost < 0 {
+		return logical.ErrorResponse("cost must be 0 or more"), nil
+	}
+
+	parsed, err := keyformat.Parse(key)
+	if err != nil {
+		return verifyResult(codeMalformed), nil
+	}
+	k, err := b.cachedKeyEntry(ctx, req.Storage, parsed.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	if k == nil {
+		return verifyResult(codeNotFound), nil
+	}
+	secret, err := b.getMountSecret(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if secret == nil || !hashesEqual(keyHash(secret, key), k.Hash) {
+		return verifyResult(codeNotFound), nil
+	}
+
+	now := time.Now()
+	code := codeValid
+	switch {
+	case k.Disabled:
+		code = codeDisabled
+	case !now.Before(k.ExpiresAt):
+		code = codeExpired
+	case len(k.boundPrefixes) > 0 && !ipAllowed(k.boundPrefixes, clientIP):
+		code = codeForbiddenIP
+	default:
+		if _, missing := scopes.Missing(k.Scopes, requested); missing {
+			code = codeInsufficientScope
+		}
+	}
+	data := k.publicData(now)
+	data["valid"] = code == codeValid
+	data["code"] = code
+	return &logical.Response{Data: data}, nil
+}
+
+func ipAllowed(allowed []netip.Prefix, ip netip.Addr) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	for _, p := range allowed {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+const verifyHelpSyn = `Check an API key a client presented.`
+
+const verifyHelpDesc = `
+Services call verify with the key a client presented (api_key), the scopes the request
+needs (scopes), the client's address (client_ip, needed when the role has bound_cidrs) and
+how many uses it counts (cost, default 1).
+
+A well-formed request always answers 200 with valid (bool) and code, checked in this
+order: MALFORMED (not a key of this engine: prefix, charset, length or checksum; no storage
+is read), NOT_FOUND (unknown, revoked or wrong key; nothing else is returned), DISABLED,
+EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE, VALID. For every code after NOT_FOUND the
+response also has key_id, role, name, scopes, metadata, expires_at and ttl. It never
+contains the key. A missing or empty api_key, or a malformed scope or client_ip, is a 400.
+
+To keep key_id and code readable in audit logs while api_key stays HMAC'd:
+  vault secrets tune -audit-non-hmac-response-keys=key_id -audit-non-hmac-response-keys=code \
+    -audit-non-hmac-response-keys=valid -audit-non-hmac-response-keys=role apikey/
+`
