@@ -25,8 +25,12 @@ unit-test:
 	$(GO) test -race -count=1 ./...
 
 # Runs against a real Vault server and the freshly built plugin binary.
+# The Vault binary is resolved first (and built on first use) so that a failure there stops
+# here instead of starting the tests without a server.
 integration-test: build
-	VAULT_BIN="$$(scripts/vault-bin.sh)" PLUGIN_BIN="$(PLUGIN_BIN)" \
+	@vault_bin="$$(scripts/vault-bin.sh)" && \
+	echo "VAULT_BIN=$$vault_bin PLUGIN_BIN=$(PLUGIN_BIN)" && \
+	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" \
 		$(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...
 
 bench:

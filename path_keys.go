@@ -3,6 +3,7 @@ package apikey
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -143,7 +144,7 @@ func (b *backend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	if k == nil {
-		return logical.RespondWithStatusCode(logical.ErrorResponse("key %s does not exist", id), req, 404)
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("key %s does not exist", id))
 	}
 	next := *k
 	if v, ok := d.GetOk("disabled"); ok {

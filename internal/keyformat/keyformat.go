@@ -132,6 +132,9 @@ func randomBase62(random io.Reader, n int) ([]byte, error) {
 	return out, nil
 }
 
+// Checksum returns the checksum characters for everything before them ("<prefix>_<key_id><secret>").
+func Checksum(head string) string { return string(encodeChecksum(crc32.ChecksumIEEE([]byte(head)))) }
+
 func encodeChecksum(sum uint32) []byte {
 	out := make([]byte, ChecksumLen)
 	v := uint64(sum)

@@ -1,0 +1,197 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	testDefaultTTL = time.Hour
+	testMaxTTL     = 24 * time.Hour
+)
+
+// testEnv is one mount of the backend on in-memory storage.
+type testEnv struct {
+	t       *testing.T
+	b       *backend
+	storage logical.Storage
+	ctx     context.Context
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	config := logical.TestBackendConfig()
+	config.StorageView = &logical.InmemStorage{}
+	config.System = &logical.StaticSystemView{
+		DefaultLeaseTTLVal: testDefaultTTL,
+		MaxLeaseTTLVal:     testMaxTTL,
+	}
+	raw, err := Factory(context.Background(), config)
+	require.NoError(t, err)
+	return &testEnv{t: t, b: raw.(*backend), storage: config.StorageView, ctx: context.Background()}
+}
+
+// do sends a request and fails the test on a Go error (not on an error response).
+func (e *testEnv) do(op logical.Operation, path string, data map[string]interface{}) *logical.Response {
+	e.t.Helper()
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{
+		Operation: op,
+		Path:      path,
+		Data:      data,
+		Storage:   e.storage,
+	})
+	if err != nil && (resp == nil || !resp.IsError()) {
+		require.NoError(e.t, err, "%s %s", op, path)
+	}
+	return resp
+}
+
+// mustOK sends a request and requires a non-error response.
+func (e *testEnv) mustOK(op logical.Operation, path string, data map[string]interface{}) *logical.Response {
+	e.t.Helper()
+	resp := e.do(op, path, data)
+	if resp != nil {
+		require.False(e.t, resp.IsError(), "%s %s: %v", op, path, resp.Error())
+	}
+	return resp
+}
+
+// mustFail requires a 4xx answer (an error response or a coded error) whose message
+// contains want.
+func (e *testEnv) mustFail(op logical.Operation, path string, data map[string]interface{}, want string) {
+	e.t.Helper()
+	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: e.storage}
+	resp, err := e.b.HandleRequest(e.ctx, req)
+	if resp != nil && !resp.IsError() {
+		require.Failf(e.t, "want an error", "%s %s answered %v", op, path, resp.Data)
+	}
+	code, respErr := logical.RespondErrorCommon(req, resp, err)
+	var coded logical.HTTPCodedError
+	if errors.As(err, &coded) {
+		code = coded.Code()
+	}
+	require.True(e.t, code >= 400 && code < 500, "%s %s: status %d (%v)", op, path, code, respErr)
+	require.Contains(e.t, respErr.Error(), want)
+}
+
+func (e *testEnv) writeRole(name string, data map[string]interface{}) {
+	e.t.Helper()
+	e.mustOK(logical.CreateOperation, "roles/"+name, data)
+}
+
+// issued is a key as the creds path returned it.
+type issued struct {
+	key    string
+	keyID  string
+	secret *logical.Secret
+	data   map[string]interface{}
+}
+
+func (e *testEnv) issue(role string, data map[string]interface{}) issued {
+	e.t.Helper()
+	var op logical.Operation = logical.ReadOperation
+	if data != nil {
+		op = logical.UpdateOperation
+	}
+	resp := e.mustOK(op, "creds/"+role, data)
+	require.NotNil(e.t, resp.Secret)
+	resp.Secret.IssueTime = time.Now()
+	return issued{
+		key:    resp.Data["api_key"].(string),
+		keyID:  resp.Data["key_id"].(string),
+		secret: resp.Secret,
+		data:   resp.Data,
+	}
+}
+
+func (e *testEnv) verify(data map[string]interface{}) map[string]interface{} {
+	e.t.Helper()
+	return e.mustOK(logical.UpdateOperation, "verify", data).Data
+}
+
+func (e *testEnv) verifyCode(key string, scopes ...string) string {
+	e.t.Helper()
+	data := map[string]interface{}{"api_key": key}
+	if len(scopes) > 0 {
+		data["scopes"] = scopes
+	}
+	return e.verify(data)["code"].(string)
+}
+
+func (e *testEnv) revoke(k issued) error {
+	e.t.Helper()
+	_, err := e.b.HandleRequest(e.ctx, &logical.Request{
+		Operation: logical.RevokeOperation,
+		Path:      "creds/x",
+		Secret:    k.secret,
+		Storage:   e.storage,
+	})
+	return err
+}
+
+func (e *testEnv) renew(k issued, increment time.Duration) *logical.Response {
+	e.t.Helper()
+	secret := *k.secret
+	secret.Increment = increment
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{
+		Operation: logical.RenewOperation,
+		Path:      "creds/x",
+		Secret:    &secret,
+		Storage:   e.storage,
+	})
+	if resp == nil || !resp.IsError() {
+		require.NoError(e.t, err)
+	}
+	return resp
+}
+
+func TestBackendReportsVersionAndSpecialPaths(t *testing.T) {
+	e := newTestEnv(t)
+	require.Equal(t, Version, e.b.RunningVersion)
+	require.Regexp(t, `^v\d+\.\d+\.\d+$`, Version)
+	require.Equal(t, []string{"config/secret"}, e.b.PathsSpecial.SealWrapStorage)
+	require.Equal(t, []string{"keys/"}, e.b.PathsSpecial.LocalStorage)
+}
+
+func TestEveryPathHasHelp(t *testing.T) {
+	e := newTestEnv(t)
+	for _, p := range e.b.Paths {
+		require.NotEmpty(t, p.HelpSynopsis, p.Pattern)
+		require.NotEmpty(t, p.HelpDescription, p.Pattern)
+		require.NotNil(t, p.DisplayAttrs, p.Pattern)
+		for name, f := range p.Fields {
+			require.NotEmpty(t, f.Description, "%s field %s", p.Pattern, name)
+		}
+	}
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.HelpOperation, Path: "verify", Storage: e.storage})
+	require.NoError(t, err)
+	require.Contains(t, resp.Data["help"], "INSUFFICIENT_SCOPE")
+}
+
+// failingStorage fails selected operations, standing in for a storage outage.
+type failingStorage struct {
+	logical.Storage
+	failDelete bool
+	failGet    bool
+}
+
+func (s *failingStorage) Delete(ctx context.Context, key string) error {
+	if s.failDelete {
+		return errStorageDown
+	}
+	return s.Storage.Delete(ctx, key)
+}
+
+func (s *failingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if s.failGet {
+		return nil, errStorageDown
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+var errStorageDown = errors.New("storage unavailable")

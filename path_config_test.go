@@ -1,0 +1,35 @@
+package apikey
+
+import (
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfig(t *testing.T) {
+	e := newTestEnv(t)
+	require.Equal(t, map[string]interface{}{"cache_size": defaultCacheSize},
+		e.mustOK(logical.ReadOperation, "config", nil).Data)
+
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"cache_size": 2})
+	require.Equal(t, 2, e.mustOK(logical.ReadOperation, "config", nil).Data["cache_size"])
+
+	// The cache honours the new bound.
+	e.writeRole("svc", nil)
+	for i := 0; i < 5; i++ {
+		k := e.issue("svc", nil)
+		require.Equal(t, codeValid, e.verifyCode(k.key))
+	}
+	require.Equal(t, 2, e.b.keyCache.Len())
+
+	for _, bad := range []interface{}{0, -1, maxCacheSize + 1, "lots"} {
+		e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"cache_size": bad}, "cache_size")
+	}
+	require.Equal(t, 2, e.mustOK(logical.ReadOperation, "config", nil).Data["cache_size"])
+
+	// A fresh backend on the same storage (a restart) loads the stored settings.
+	restarted := &testEnv{t: t, b: newBackend(), storage: e.storage, ctx: e.ctx}
+	require.NoError(t, restarted.b.Setup(e.ctx, &logical.BackendConfig{StorageView: e.storage, System: e.b.System(), Logger: e.b.Logger()}))
+	require.Equal(t, 2, restarted.mustOK(logical.ReadOperation, "config", nil).Data["cache_size"])
+}

@@ -1,0 +1,125 @@
+package apikey
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+)
+
+func TestCredsIssueWithRoleDefaults(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{
+		"scopes": "orders:read,orders:write", "ttl": "1h", "max_ttl": "2h",
+		"key_prefix": "acme", "metadata": map[string]interface{}{"team": "a"},
+	})
+	before := time.Now()
+	k := e.issue("svc", nil)
+
+	require.True(t, strings.HasPrefix(k.key, "acme_"))
+	parsed, err := keyformat.Parse(k.key)
+	require.NoError(t, err)
+	require.Equal(t, parsed.KeyID, k.keyID)
+	require.Equal(t, "svc", k.data["role"])
+	require.Equal(t, []string{"orders:read", "orders:write"}, k.data["scopes"])
+	require.Equal(t, map[string]string{"team": "a"}, k.data["metadata"])
+	require.Equal(t, time.Hour, k.secret.TTL)
+	require.Equal(t, 2*time.Hour, k.secret.MaxTTL)
+	require.Equal(t, k.keyID, k.secret.InternalData["key_id"])
+	require.Equal(t, "svc", k.secret.InternalData["role"])
+	require.NotContains(t, k.secret.InternalData, "api_key")
+
+	expires, err := time.Parse(time.RFC3339, k.data["expires_at"].(string))
+	require.NoError(t, err)
+	require.WithinDuration(t, before.Add(time.Hour), expires, 2*time.Second)
+	require.Equal(t, codeValid, e.verifyCode(k.key, "orders:read"))
+}
+
+func TestCredsNarrowing(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{
+		"scopes": "orders:*,users:read", "ttl": "1h", "max_ttl": "2h",
+		"metadata": map[string]interface{}{"team": "a", "env": "prod"},
+	})
+	k := e.issue("svc", map[string]interface{}{
+		"scopes":   "orders:read",
+		"ttl":      "10m",
+		"name":     "billing worker",
+		"metadata": map[string]interface{}{"env": "staging", "host": "w1"},
+	})
+	require.Equal(t, []string{"orders:read"}, k.data["scopes"])
+	require.Equal(t, "billing worker", k.data["name"])
+	require.Equal(t, map[string]string{"team": "a", "env": "staging", "host": "w1"}, k.data["metadata"])
+	require.Equal(t, 10*time.Minute, k.secret.TTL)
+	require.Equal(t, codeValid, e.verifyCode(k.key, "orders:read"))
+	require.Equal(t, codeInsufficientScope, e.verifyCode(k.key, "orders:write"))
+
+	// The role itself is not changed by narrowing.
+	role := e.mustOK(logical.ReadOperation, "roles/svc", nil).Data
+	require.Equal(t, map[string]string{"team": "a", "env": "prod"}, role["metadata"])
+}
+
+func TestCredsTTLIsCappedByMaxTTL(t *testing.T) {
+	cases := []struct {
+		name     string
+		role     map[string]interface{}
+		request  map[string]interface{}
+		expected time.Duration
+	}{
+		{"role ttl", map[string]interface{}{"ttl": "30m", "max_ttl": "1h"}, nil, 30 * time.Minute},
+		{"request above max_ttl", map[string]interface{}{"ttl": "30m", "max_ttl": "1h"}, map[string]interface{}{"ttl": "5h"}, time.Hour},
+		{"no role ttl uses mount default", map[string]interface{}{}, nil, testDefaultTTL},
+		{"role max above mount max", map[string]interface{}{"ttl": "48h", "max_ttl": "72h"}, nil, testMaxTTL},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.writeRole("r", tc.role)
+			k := e.issue("r", tc.request)
+			require.Equal(t, tc.expected, k.secret.TTL)
+			read := e.mustOK(logical.ReadOperation, "keys/"+k.keyID, nil).Data
+			expires, err := time.Parse(time.RFC3339, read["expires_at"].(string))
+			require.NoError(t, err)
+			require.WithinDuration(t, time.Now().Add(tc.expected), expires, 2*time.Second)
+		})
+	}
+}
+
+func TestCredsRejects(t *testing.T) {
+	cases := []struct {
+		name string
+		path string
+		data map[string]interface{}
+		want string
+	}{
+		{"unknown role", "creds/nope", map[string]interface{}{}, `role "nope" does not exist`},
+		{"scope not granted", "creds/svc", map[string]interface{}{"scopes": "users:write"}, "not granted"},
+		{"wildcard wider than role", "creds/svc", map[string]interface{}{"scopes": "*"}, "not granted"},
+		{"bad scope", "creds/svc", map[string]interface{}{"scopes": "a b"}, "scopes"},
+		{"negative ttl", "creds/svc", map[string]interface{}{"ttl": -10}, "ttl"},
+		{"name with control char", "creds/svc", map[string]interface{}{"name": "a\nb"}, "name"},
+		{"name too long", "creds/svc", map[string]interface{}{"name": strings.Repeat("n", 129)}, "name"},
+		{"metadata too many", "creds/svc", map[string]interface{}{"metadata": manyPairs(65)}, "metadata"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.writeRole("svc", map[string]interface{}{"scopes": "orders:*"})
+			e.mustFail(logical.UpdateOperation, tc.path, tc.data, tc.want)
+			list := e.do(logical.ListOperation, "keys/", nil)
+			require.Empty(t, list.Data["keys"], "no key stored on error")
+		})
+	}
+}
+
+func manyPairs(n int) map[string]interface{} {
+	m := map[string]interface{}{}
+	for i := 0; i < n; i++ {
+		m[strings.Repeat("k", i+1)] = "v"
+	}
+	return m
+}

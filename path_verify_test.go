@@ -1,0 +1,201 @@
+package apikey
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+)
+
+func TestVerifyCodes(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"scopes": "orders:*,users:read", "ttl": "1h"})
+	e.writeRole("bound", map[string]interface{}{"scopes": "a", "bound_cidrs": "10.0.0.0/8,2001:db8::/32"})
+	valid := e.issue("svc", nil)
+	disabled := e.issue("svc", nil)
+	e.mustOK(logical.UpdateOperation, "keys/"+disabled.keyID, map[string]interface{}{"disabled": true})
+	bound := e.issue("bound", nil)
+
+	expired := e.issue("svc", nil)
+	e.b.keyCache.Purge()
+	rec, err := e.b.storageKeyEntry(e.ctx, e.storage, expired.keyID)
+	require.NoError(t, err)
+	rec.ExpiresAt = time.Now().Add(-time.Second)
+	require.NoError(t, e.b.putKeyEntry(e.ctx, e.storage, rec))
+
+	// A well-formed key this mount never issued, and a real key_id with a wrong secret.
+	other := newTestEnv(t)
+	other.writeRole("svc", nil)
+	unknown := other.issue("svc", nil)
+	forged := forgeSameKeyID(t, valid.key)
+
+	cases := []struct {
+		name string
+		data map[string]interface{}
+		code string
+	}{
+		{"valid", map[string]interface{}{"api_key": valid.key}, codeValid},
+		{"valid with scopes", map[string]interface{}{"api_key": valid.key, "scopes": "orders:write,users:read"}, codeValid},
+		{"wildcard covers", map[string]interface{}{"api_key": valid.key, "scopes": []string{"orders:refund"}}, codeValid},
+		{"malformed garbage", map[string]interface{}{"api_key": "hello"}, codeMalformed},
+		{"malformed checksum", map[string]interface{}{"api_key": valid.key[:len(valid.key)-1] + flip(valid.key[len(valid.key)-1])}, codeMalformed},
+		{"malformed huge", map[string]interface{}{"api_key": strings.Repeat("a", 1<<20)}, codeMalformed},
+		{"not found unknown", map[string]interface{}{"api_key": unknown.key}, codeNotFound},
+		{"not found forged", map[string]interface{}{"api_key": forged}, codeNotFound},
+		{"disabled", map[string]interface{}{"api_key": disabled.key}, codeDisabled},
+		{"disabled before scope", map[string]interface{}{"api_key": disabled.key, "scopes": "nope"}, codeDisabled},
+		{"expired", map[string]interface{}{"api_key": expired.key}, codeExpired},
+		{"ip missing", map[string]interface{}{"api_key": bound.key}, codeForbiddenIP},
+		{"ip outside", map[string]interface{}{"api_key": bound.key, "client_ip": "192.168.0.1"}, codeForbiddenIP},
+		{"ip inside v4", map[string]interface{}{"api_key": bound.key, "client_ip": "10.1.2.3"}, codeValid},
+		{"ip inside v6", map[string]interface{}{"api_key": bound.key, "client_ip": "2001:db8::1"}, codeValid},
+		{"ip v4-mapped v6", map[string]interface{}{"api_key": bound.key, "client_ip": "::ffff:10.1.2.3"}, codeValid},
+		{"ip before scope", map[string]interface{}{"api_key": bound.key, "scopes": "b"}, codeForbiddenIP},
+		{"insufficient scope", map[string]interface{}{"api_key": valid.key, "scopes": "users:write"}, codeInsufficientScope},
+		{"wildcard does not cover other prefix", map[string]interface{}{"api_key": valid.key, "scopes": "order"}, codeInsufficientScope},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := e.verify(tc.data)
+			require.Equal(t, tc.code, got["code"])
+			require.Equal(t, tc.code == codeValid, got["valid"])
+			switch tc.code {
+			case codeMalformed, codeNotFound:
+				require.Len(t, got, 2, "nothing but valid and code: %v", got)
+			default:
+				for _, field := range []string{"key_id", "role", "name", "scopes", "metadata", "expires_at", "ttl"} {
+					require.Contains(t, got, field)
+				}
+			}
+			for _, v := range got {
+				require.NotContains(t, fmt.Sprint(v), tc.data["api_key"].(string))
+			}
+		})
+	}
+}
+
+func TestVerifyBadRequests(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	k := e.issue("svc", nil)
+	cases := []struct {
+		name string
+		data map[string]interface{}
+		want string
+	}{
+		{"missing api_key", map[string]interface{}{}, "api_key is required"},
+		{"empty api_key", map[string]interface{}{"api_key": ""}, "api_key is required"},
+		{"api_key wrong type", map[string]interface{}{"api_key": []int{1}}, "api_key"},
+		{"bad scope", map[string]interface{}{"api_key": k.key, "scopes": "a b"}, "scopes"},
+		{"bad client_ip", map[string]interface{}{"api_key": k.key, "client_ip": "300.1.1.1"}, "client_ip"},
+		{"negative cost", map[string]interface{}{"api_key": k.key, "cost": -1}, "cost"},
+		{"cost not a number", map[string]interface{}{"api_key": k.key, "cost": "x"}, "cost"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e.mustFail(logical.UpdateOperation, "verify", tc.data, tc.want)
+		})
+	}
+}
+
+func TestVerifyWarmCacheReadsNoStorage(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	k := e.issue("svc", nil)
+	require.Equal(t, codeValid, e.verifyCode(k.key))
+
+	down := &failingStorage{Storage: e.storage, failGet: true}
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{
+		Operation: logical.UpdateOperation, Path: "verify", Storage: down,
+		Data: map[string]interface{}{"api_key": k.key},
+	})
+	require.NoError(t, err)
+	require.Equal(t, codeValid, resp.Data["code"])
+}
+
+func TestVerifyCacheStaysExact(t *testing.T) {
+	cases := []struct {
+		name   string
+		change func(e *testEnv, k issued)
+		want   string
+	}{
+		{"delete", func(e *testEnv, k issued) { e.mustOK(logical.DeleteOperation, "keys/"+k.keyID, nil) }, codeNotFound},
+		{"disable", func(e *testEnv, k issued) {
+			e.mustOK(logical.UpdateOperation, "keys/"+k.keyID, map[string]interface{}{"disabled": true})
+		}, codeDisabled},
+		{"revoke", func(e *testEnv, k issued) { require.NoError(e.t, e.revoke(k)) }, codeNotFound},
+		{"invalidate after a write by another node", func(e *testEnv, k issued) {
+			// Another node deleted the record: storage changes, then Vault calls Invalidate.
+			require.NoError(e.t, e.storage.Delete(e.ctx, keyPrefix+k.keyID))
+			e.b.invalidate(e.ctx, keyPrefix+k.keyID)
+		}, codeNotFound},
+		{"enable again", func(e *testEnv, k issued) {
+			e.mustOK(logical.UpdateOperation, "keys/"+k.keyID, map[string]interface{}{"disabled": true})
+			require.Equal(e.t, codeDisabled, e.verifyCode(k.key))
+			e.mustOK(logical.UpdateOperation, "keys/"+k.keyID, map[string]interface{}{"disabled": false})
+		}, codeValid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.writeRole("svc", nil)
+			k := e.issue("svc", nil)
+			require.Equal(t, codeValid, e.verifyCode(k.key)) // now cached
+			tc.change(e, k)
+			require.Equal(t, tc.want, e.verifyCode(k.key))
+		})
+	}
+}
+
+func TestVerifyConcurrentWithRevoke(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	keys := make([]issued, 20)
+	for i := range keys {
+		keys[i] = e.issue("svc", nil)
+	}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				e.verifyCode(k.key)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			require.NoError(t, e.revoke(k))
+		}()
+	}
+	wg.Wait()
+	for _, k := range keys {
+		require.Equal(t, codeNotFound, e.verifyCode(k.key), "a revoked key never comes back from the cache")
+	}
+}
+
+// forgeSameKeyID builds a well-formed key with the same prefix and key_id but another
+// secret part and a correct checksum, as an attacker who saw a key_id could.
+func forgeSameKeyID(t *testing.T, key string) string {
+	t.Helper()
+	other, _, err := keyformat.Generate("vk")
+	require.NoError(t, err)
+	head := key[:len("vk_")+keyformat.KeyIDLen] + other[len("vk_")+keyformat.KeyIDLen:len(other)-keyformat.ChecksumLen]
+	forged := head + keyformat.Checksum(head)
+	_, err = keyformat.Parse(forged)
+	require.NoError(t, err)
+	return forged
+}
+
+func flip(c byte) string {
+	if c == 'a' {
+		return "b"
+	}
+	return "a"
+}
