@@ -3,7 +3,7 @@ PLUGIN_NAME := vault-plugin-secrets-apikey
 BIN_DIR     := $(CURDIR)/bin
 PLUGIN_BIN  := $(BIN_DIR)/$(PLUGIN_NAME)
 GO          ?= go
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build vault dev test unit-test integration-test bench fmt lint clean
 
