@@ -11,13 +11,20 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/lru"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/ratelimit"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
 )
+
+// maxRateBuckets bounds the rate limiter's memory (about 100 bytes a bucket).
+const maxRateBuckets = 1_000_000
 
 // Storage layout. keys/ is LocalStorage: leases are per cluster, so are key records.
 const (
@@ -54,12 +61,23 @@ type backend struct {
 
 	// keyCache answers verify for repeated keys; local writes and Invalidate keep it exact.
 	keyCache *lru.Cache[string, *keyEntry]
+	// rateLimiter holds per-key token buckets: limits are per Vault node.
+	rateLimiter *ratelimit.Limiter
+	// usage counts uses in memory; PeriodicFunc flushes them to the key records.
+	usage *usage.Tracker
+
+	// lastTidy is when the periodic tidy last ran on this node (guarded by stateMu).
+	lastTidy time.Time
+	// tidyRunning keeps a manual and a periodic tidy from running at once.
+	tidyRunning atomic.Bool
 }
 
 func newBackend() *backend {
 	b := &backend{
-		keyLocks: locksutil.CreateLocks(),
-		keyCache: lru.New[string, *keyEntry](defaultCacheSize),
+		keyLocks:    locksutil.CreateLocks(),
+		keyCache:    lru.New[string, *keyEntry](defaultCacheSize),
+		rateLimiter: ratelimit.New(maxRateBuckets),
+		usage:       usage.NewTracker(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -68,18 +86,19 @@ func newBackend() *backend {
 			SealWrapStorage: []string{configSecretKey},
 			LocalStorage:    []string{keyPrefix},
 		},
-		// Order matters only where patterns overlap: keys/<id>/rotate is listed before
-		// keys/<id> so the more specific pattern wins; every other pattern is anchored and
-		// disjoint.
+		// Vault matches patterns in order and every pattern here is anchored, so none can
+		// shadow another: keys/<id>/rotate and keys/<id> differ by the slash that a key_id
+		// cannot contain.
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b)},
 			pathKeys(b),
-			[]*framework.Path{pathVerify(b)},
+			[]*framework.Path{pathVerify(b), pathTidy(b)},
 		),
 		Secrets:        []*framework.Secret{secretAPIKey(b)},
 		Invalidate:     b.invalidate,
+		PeriodicFunc:   b.periodic,
 		RunningVersion: Version,
 	}
 	return b

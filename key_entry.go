@@ -26,8 +26,17 @@ type keyEntry struct {
 	TTL            time.Duration     `json:"ttl"`
 	MaxTTL         time.Duration     `json:"max_ttl"`
 	CreatedAt      time.Time         `json:"created_at"`
-	ExpiresAt      time.Time         `json:"expires_at"`
-	Disabled       bool              `json:"disabled,omitempty"`
+	// ExpiresAt follows the lease: set on issue, moved by renewals.
+	ExpiresAt time.Time `json:"expires_at"`
+	// InvalidAfter is set when the key was rotated: the end of its grace period. The
+	// lease may live longer; the key does not verify past this time.
+	InvalidAfter time.Time `json:"invalid_after,omitempty"`
+	// ReplacedBy is the key_id of the key that rotated this one out.
+	ReplacedBy string `json:"replaced_by,omitempty"`
+	Disabled   bool   `json:"disabled,omitempty"`
+	// UseCount and LastUsedAt are flushed from memory in the background; see usage.
+	UseCount   int64     `json:"use_count,omitempty"`
+	LastUsedAt time.Time `json:"last_used_at,omitempty"`
 
 	// boundPrefixes is BoundCIDRs parsed once when the record is loaded, so verify never
 	// parses on its hot path.
@@ -89,19 +98,31 @@ func (b *backend) putKeyEntry(ctx context.Context, s logical.Storage, k *keyEntr
 	return nil
 }
 
-// deleteKeyEntry removes the record; deleting a record that is gone is a success.
+// deleteKeyEntry removes the record and everything kept in memory for it; deleting a
+// record that is gone is a success.
 func (b *backend) deleteKeyEntry(ctx context.Context, s logical.Storage, keyID string) error {
 	b.keyCache.Remove(keyID)
 	if err := s.Delete(ctx, keyPrefix+keyID); err != nil {
 		return fmt.Errorf("deleting key record: %w", err)
 	}
 	b.keyCache.Remove(keyID)
+	b.usage.Forget(keyID)
+	b.rateLimiter.Forget(keyID)
 	return nil
+}
+
+// validUntil is when the key stops verifying: its lease's end, or its rotation grace's.
+func (k *keyEntry) validUntil() time.Time {
+	if !k.InvalidAfter.IsZero() && k.InvalidAfter.Before(k.ExpiresAt) {
+		return k.InvalidAfter
+	}
+	return k.ExpiresAt
 }
 
 // publicData is what reads and verify may show about a key: never the key or its hash.
 func (k *keyEntry) publicData(now time.Time) map[string]interface{} {
-	ttl := int64(k.ExpiresAt.Sub(now).Seconds())
+	until := k.validUntil()
+	ttl := int64(until.Sub(now).Seconds())
 	if ttl < 0 {
 		ttl = 0
 	}
@@ -111,7 +132,7 @@ func (k *keyEntry) publicData(now time.Time) map[string]interface{} {
 		"name":       k.Name,
 		"scopes":     nonNilStrings(k.Scopes),
 		"metadata":   nonNilMap(k.Metadata),
-		"expires_at": k.ExpiresAt.UTC().Format(time.RFC3339),
+		"expires_at": until.UTC().Format(time.RFC3339),
 		"ttl":        ttl,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -20,9 +21,21 @@ const (
 // seal-wrapped) so that reading or writing settings never touches it.
 type settings struct {
 	CacheSize int `json:"cache_size"`
+	// TidySafetyBuffer is how long past its expiry a key record is kept before tidy
+	// removes it, so that Vault's own lease revocation goes first.
+	TidySafetyBuffer time.Duration `json:"tidy_safety_buffer"`
+	// TidyInterval is how often the periodic tidy runs; 0 turns it off.
+	TidyInterval time.Duration `json:"tidy_interval"`
 }
 
-func defaultSettings() *settings { return &settings{CacheSize: defaultCacheSize} }
+const (
+	defaultTidySafetyBuffer = time.Hour
+	defaultTidyInterval     = time.Hour
+)
+
+func defaultSettings() *settings {
+	return &settings{CacheSize: defaultCacheSize, TidySafetyBuffer: defaultTidySafetyBuffer, TidyInterval: defaultTidyInterval}
+}
 
 func pathConfig(b *backend) *framework.Path {
 	return &framework.Path{
@@ -38,6 +51,16 @@ func pathConfig(b *backend) *framework.Path {
 				DisplayAttrs: &framework.DisplayAttributes{
 					Name: "Verify cache size",
 				},
+			},
+			"tidy_safety_buffer": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How long past expiry a key record is kept before tidy removes it. Default 1h.",
+				Default:     int(defaultTidySafetyBuffer.Seconds()),
+			},
+			"tidy_interval": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How often tidy runs by itself; 0 turns the periodic run off. Default 1h.",
+				Default:     int(defaultTidyInterval.Seconds()),
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -86,7 +109,9 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]interface{}{
-		"cache_size": cur.CacheSize,
+		"cache_size":         cur.CacheSize,
+		"tidy_safety_buffer": int64(cur.TidySafetyBuffer.Seconds()),
+		"tidy_interval":      int64(cur.TidyInterval.Seconds()),
 	}}, nil
 }
 
@@ -99,8 +124,20 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("cache_size"); ok {
 		next.CacheSize = v.(int)
 	}
+	if v, ok := d.GetOk("tidy_safety_buffer"); ok {
+		next.TidySafetyBuffer = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("tidy_interval"); ok {
+		next.TidyInterval = time.Duration(v.(int)) * time.Second
+	}
 	if next.CacheSize < 1 || next.CacheSize > maxCacheSize {
 		return logical.ErrorResponse("cache_size must be between 1 and %d", maxCacheSize), nil
+	}
+	if next.TidySafetyBuffer < 0 {
+		return logical.ErrorResponse("tidy_safety_buffer must not be negative"), nil
+	}
+	if next.TidyInterval < 0 {
+		return logical.ErrorResponse("tidy_interval must not be negative (0 turns it off)"), nil
 	}
 	entry, err := logical.StorageEntryJSON(configSettingsKey, &next)
 	if err != nil {
@@ -130,6 +167,7 @@ const configHelpSyn = `Configure the apikey secrets engine.`
 
 const configHelpDesc = `
 Settings of this mount. cache_size bounds how many key records verify keeps in memory on
-each node. The mount's HMAC secret is generated on first use, stored seal-wrapped, and
+each node. tidy_safety_buffer is how long past expiry a key record stays before tidy
+removes it; tidy_interval is how often tidy runs by itself (0 = never). The mount's HMAC secret is generated on first use, stored seal-wrapped, and
 never returned by this or any other path.
 `

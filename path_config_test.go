@@ -9,7 +9,7 @@ import (
 
 func TestConfig(t *testing.T) {
 	e := newTestEnv(t)
-	require.Equal(t, map[string]interface{}{"cache_size": defaultCacheSize},
+	require.Equal(t, map[string]interface{}{"cache_size": defaultCacheSize, "tidy_safety_buffer": int64(3600), "tidy_interval": int64(3600)},
 		e.mustOK(logical.ReadOperation, "config", nil).Data)
 
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"cache_size": 2})
@@ -26,6 +26,14 @@ func TestConfig(t *testing.T) {
 	for _, bad := range []interface{}{0, -1, maxCacheSize + 1, "lots"} {
 		e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"cache_size": bad}, "cache_size")
 	}
+	for _, field := range []string{"tidy_safety_buffer", "tidy_interval"} {
+		e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{field: "-1s"}, field)
+		e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{field: "never"}, field)
+	}
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"tidy_safety_buffer": "10m", "tidy_interval": 0})
+	cfg := e.mustOK(logical.ReadOperation, "config", nil).Data
+	require.Equal(t, int64(600), cfg["tidy_safety_buffer"])
+	require.Equal(t, int64(0), cfg["tidy_interval"])
 	require.Equal(t, 2, e.mustOK(logical.ReadOperation, "config", nil).Data["cache_size"])
 
 	// A fresh backend on the same storage (a restart) loads the stored settings.

@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
 )
 
 func pathKeys(b *backend) []*framework.Path {
@@ -21,6 +23,26 @@ func pathKeys(b *backend) []*framework.Path {
 		Required:    true,
 	}
 	return []*framework.Path{
+		{
+			Pattern: "keys/" + framework.GenericNameRegex("key_id") + "/rotate",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationVerb:   "rotate",
+				OperationSuffix: "key",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"key_id": keyIDField,
+				"grace_period": {
+					Type:        framework.TypeDurationSecond,
+					Description: "How long the old key keeps verifying (never past its own expiry). Default 0: it stops at once.",
+				},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathKeyRotate},
+			},
+			HelpSynopsis:    strings.TrimSpace(keyRotateHelpSyn),
+			HelpDescription: strings.TrimSpace(keyRotateHelpDesc),
+		},
 		{
 			Pattern: "keys/?$",
 			DisplayAttrs: &framework.DisplayAttributes{
@@ -97,11 +119,14 @@ func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, _ *fra
 			continue
 		}
 		listed = append(listed, id)
+		read := b.keyReadData(k)
 		info[id] = map[string]interface{}{
-			"role":       k.Role,
-			"name":       k.Name,
-			"expires_at": k.ExpiresAt.UTC().Format(time.RFC3339),
-			"disabled":   k.Disabled,
+			"role":         k.Role,
+			"name":         k.Name,
+			"expires_at":   read["expires_at"],
+			"disabled":     k.Disabled,
+			"use_count":    read["use_count"],
+			"last_used_at": read["last_used_at"],
 		}
 	}
 	return logical.ListResponseWithInfo(listed, info), nil
@@ -115,6 +140,22 @@ func (b *backend) keyReadData(k *keyEntry) map[string]interface{} {
 	data["rate_limit"] = k.RateLimit
 	data["rate_limit_burst"] = k.RateLimitBurst
 	data["max_uses"] = k.MaxUses
+	// Uses counted in memory since the last flush are included.
+	count, lastUsed := k.UseCount, k.LastUsedAt
+	if c, last, ok := b.usage.Peek(k.KeyID); ok {
+		count, lastUsed = c, last
+	}
+	data["use_count"] = count
+	data["last_used_at"] = ""
+	if !lastUsed.IsZero() {
+		data["last_used_at"] = lastUsed.UTC().Format(time.RFC3339)
+	}
+	if k.MaxUses > 0 {
+		data["remaining_uses"] = max(k.MaxUses-count, 0)
+	}
+	if k.ReplacedBy != "" {
+		data["replaced_by"] = k.ReplacedBy
+	}
 	return data
 }
 
@@ -181,18 +222,111 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	return nil, b.deleteKeyEntry(ctx, req.Storage, id)
 }
 
+// pathKeyRotate issues a replacement key (a new lease, same role, scopes, name and
+// metadata) and ends the old key's validity after the grace period.
+func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	id, errResp := keyIDFrom(d)
+	if errResp != nil {
+		return errResp, nil
+	}
+	grace := time.Duration(d.Get("grace_period").(int)) * time.Second
+	if grace < 0 {
+		return logical.ErrorResponse("grace_period must not be negative"), nil
+	}
+
+	old, err := b.storageKeyEntry(ctx, req.Storage, id)
+	if err != nil {
+		return nil, err
+	}
+	if resp := rotatable(old, id, time.Now()); resp != nil {
+		return resp, nil
+	}
+	b.roleLock.RLock()
+	r, err := b.getRole(ctx, req.Storage, old.Role)
+	b.roleLock.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return logical.ErrorResponse("role %q no longer exists: issue a new key from another role", old.Role), nil
+	}
+	if missing, ok := scopes.Missing(r.Scopes, old.Scopes); ok {
+		return logical.ErrorResponse("role %q no longer grants scope %.40q: issue a new key", old.Role, missing), nil
+	}
+
+	// Issue first, then retire the old key under its lock: issueKey takes the new key's
+	// lock, and two lock entries may be the same one.
+	resp, err := b.issueKey(ctx, req, issueRequest{
+		roleName: old.Role, role: r, scopes: old.Scopes, ttl: old.TTL, name: old.Name, metadata: old.Metadata,
+	})
+	if err != nil || resp.IsError() {
+		return resp, err
+	}
+	newID := resp.Data["key_id"].(string)
+
+	lock := b.keyLock(id)
+	lock.Lock()
+	defer lock.Unlock()
+	current, err := b.storageKeyEntry(ctx, req.Storage, id)
+	if err == nil {
+		if refused := rotatable(current, id, time.Now()); refused != nil {
+			// The old key was revoked or rotated meanwhile: withdraw the new key. No lock
+			// is needed for it: nobody has its key_id yet.
+			return refused, b.deleteKeyEntry(ctx, req.Storage, newID)
+		}
+		next := *current
+		next.ReplacedBy = newID
+		next.InvalidAfter = time.Now().UTC().Add(grace).Truncate(time.Second)
+		if until := current.validUntil(); until.Before(next.InvalidAfter) {
+			next.InvalidAfter = until // a grace never extends the old key's life
+		}
+		if err = b.putKeyEntry(ctx, req.Storage, &next); err == nil {
+			resp.Data["old_key_id"] = id
+			resp.Data["old_expires_at"] = next.InvalidAfter.Format(time.RFC3339)
+			return resp, nil
+		}
+	}
+	return nil, errors.Join(err, b.deleteKeyEntry(ctx, req.Storage, newID))
+}
+
+// rotatable returns an error response when k cannot be rotated.
+func rotatable(k *keyEntry, id string, now time.Time) *logical.Response {
+	switch {
+	case k == nil:
+		return logical.ErrorResponse("key %s does not exist", id)
+	case k.ReplacedBy != "":
+		return logical.ErrorResponse("key %s was already rotated (replaced by %s)", id, k.ReplacedBy)
+	case !now.Before(k.validUntil()):
+		return logical.ErrorResponse("key %s has expired: issue a new key", id)
+	}
+	return nil
+}
+
+const keyRotateHelpSyn = `Issue a replacement for a key, with a grace period for the old one.`
+
+const keyRotateHelpDesc = `
+Issues a new key (a new lease) with the old key's role, scopes, name and metadata, and the
+role's current ttl and restrictions. The old key keeps verifying until now + grace_period
+(default 0: it stops at once), then verifies as EXPIRED; a grace longer than the old key's
+remaining life does not extend it. The response carries the new key and both expiries
+(expires_at for the new key, old_expires_at for the old one). A key can be rotated once.
+`
+
 const keysListHelpSyn = `List issued keys by key_id.`
 
 const keysListHelpDesc = `
 Lists the key_id of every key this mount has issued and not yet revoked or tidied.
-"vault list -detailed" also shows each key's role, name, expires_at and disabled flag.
+"vault list -detailed" also shows each key's role, name, expires_at, disabled flag,
+use_count and last_used_at.
 `
 
 const keyHelpSyn = `Read, update or delete one key's record (never the key itself).`
 
 const keyHelpDesc = `
 Reading shows a key's metadata: role, name, scopes, metadata, created_at, expires_at,
-ttl, disabled and its restrictions. Neither the key nor its hash is ever returned.
+ttl, disabled, its restrictions, use_count, last_used_at and (with max_uses)
+remaining_uses. Use counts are kept in memory and written to storage in the background,
+so a read on the node that counted them is exact. Neither the key nor its hash is ever returned.
 Updating may set disabled (true/false), name and metadata. Deleting makes the key invalid
 at once; its lease later revokes as a no-op.
 `

@@ -3,6 +3,7 @@ package apikey
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
@@ -79,4 +80,91 @@ func TestKeysRejects(t *testing.T) {
 			require.Equal(t, before, e.mustOK(logical.ReadOperation, "keys/"+k.keyID, nil).Data)
 		})
 	}
+}
+
+func TestRotate(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"scopes": "a:*", "ttl": "1h", "max_ttl": "2h", "max_uses": 50})
+	old := e.issue("svc", map[string]interface{}{"scopes": "a:read", "name": "worker", "metadata": map[string]interface{}{"host": "w1"}})
+
+	resp := e.mustOK(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", map[string]interface{}{"grace_period": "10m"})
+	require.NotNil(t, resp.Secret, "the new key is a new lease")
+	newKey := resp.Data["api_key"].(string)
+	newID := resp.Data["key_id"].(string)
+	require.NotEqual(t, old.keyID, newID)
+	require.Equal(t, []string{"a:read"}, resp.Data["scopes"])
+	require.Equal(t, "worker", resp.Data["name"])
+	require.Equal(t, map[string]string{"host": "w1"}, resp.Data["metadata"])
+	require.Equal(t, old.keyID, resp.Data["old_key_id"])
+	oldExpires, err := time.Parse(time.RFC3339, resp.Data["old_expires_at"].(string))
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(10*time.Minute), oldExpires, 2*time.Second)
+	require.Contains(t, resp.Data, "expires_at")
+
+	// Both verify during the grace; the old one shows its shortened expiry.
+	require.Equal(t, codeValid, e.verifyCode(newKey, "a:read"))
+	oldVerify := e.verify(map[string]interface{}{"api_key": old.key})
+	require.Equal(t, codeValid, oldVerify["code"])
+	require.Equal(t, resp.Data["old_expires_at"], oldVerify["expires_at"])
+	require.Equal(t, newID, e.mustOK(logical.ReadOperation, "keys/"+old.keyID, nil).Data["replaced_by"])
+
+	// After the grace the old key is EXPIRED; a renewal does not bring it back.
+	e.b.keyCache.Purge()
+	rec, err := e.b.storageKeyEntry(e.ctx, e.storage, old.keyID)
+	require.NoError(t, err)
+	rec.InvalidAfter = time.Now().Add(-time.Second)
+	require.NoError(t, e.b.putKeyEntry(e.ctx, e.storage, rec))
+	require.Equal(t, codeExpired, e.verifyCode(old.key))
+	renewed := e.renew(old, time.Hour)
+	require.NotEmpty(t, renewed.Warnings)
+	require.Equal(t, codeExpired, e.verifyCode(old.key))
+	require.Equal(t, codeValid, e.verifyCode(newKey))
+
+	// A key can be rotated once; an expired one cannot be rotated.
+	e.mustFail(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", nil, "already rotated")
+}
+
+func TestRotateEdgeCases(t *testing.T) {
+	t.Run("grace zero stops the old key at once", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.writeRole("svc", nil)
+		old := e.issue("svc", nil)
+		require.Equal(t, codeValid, e.verifyCode(old.key))
+		resp := e.mustOK(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", nil)
+		require.Equal(t, codeExpired, e.verifyCode(old.key))
+		require.Equal(t, codeValid, e.verifyCode(resp.Data["api_key"].(string)))
+	})
+	t.Run("grace beyond the old key's life does not extend it", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.writeRole("svc", map[string]interface{}{"ttl": "5m"})
+		old := e.issue("svc", nil)
+		resp := e.mustOK(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", map[string]interface{}{"grace_period": "1h"})
+		require.Equal(t, old.data["expires_at"], resp.Data["old_expires_at"])
+	})
+	t.Run("role deleted", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.writeRole("svc", nil)
+		old := e.issue("svc", nil)
+		e.mustOK(logical.DeleteOperation, "roles/svc", nil)
+		e.mustFail(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", nil, "no longer exists")
+		require.Equal(t, codeValid, e.verifyCode(old.key), "a refused rotation changes nothing")
+	})
+	t.Run("role no longer grants the scopes", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.writeRole("svc", map[string]interface{}{"scopes": "a,b"})
+		old := e.issue("svc", nil)
+		e.mustOK(logical.UpdateOperation, "roles/svc", map[string]interface{}{"scopes": "a"})
+		e.mustFail(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", nil, `no longer grants scope "b"`)
+	})
+	t.Run("bad input", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.writeRole("svc", nil)
+		old := e.issue("svc", nil)
+		e.mustFail(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", map[string]interface{}{"grace_period": "-1m"}, "grace_period")
+		e.mustFail(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", map[string]interface{}{"grace_period": "later"}, "grace_period")
+		e.mustFail(logical.UpdateOperation, "keys/0000000000000000/rotate", nil, "does not exist")
+		e.mustFail(logical.UpdateOperation, "keys/bad/rotate", nil, "key_id must be")
+		list := e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"]
+		require.Equal(t, []string{old.keyID}, list, "no key issued by a refused rotation")
+	})
 }

@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -21,6 +22,8 @@ const (
 	codeExpired           = "EXPIRED"
 	codeForbiddenIP       = "FORBIDDEN_IP"
 	codeInsufficientScope = "INSUFFICIENT_SCOPE"
+	codeRateLimited       = "RATE_LIMITED"
+	codeUsageExceeded     = "USAGE_EXCEEDED"
 	codeValid             = "VALID"
 )
 
@@ -68,15 +71,17 @@ func pathVerify(b *backend) *framework.Path {
 }
 
 var verifyResponseFields = map[string]*framework.FieldSchema{
-	"valid":      {Type: framework.TypeBool, Description: "Whether the key may be used for this request."},
-	"code":       {Type: framework.TypeString, Description: "Why: MALFORMED, NOT_FOUND, DISABLED, EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE or VALID."},
-	"key_id":     {Type: framework.TypeString, Description: "Public identifier of the key (codes after NOT_FOUND)."},
-	"role":       {Type: framework.TypeString, Description: "Role the key was issued from."},
-	"name":       {Type: framework.TypeString, Description: "The key's label."},
-	"scopes":     {Type: framework.TypeStringSlice, Description: "Scopes granted to the key."},
-	"metadata":   {Type: framework.TypeKVPairs, Description: "The key's metadata."},
-	"expires_at": {Type: framework.TypeString, Description: "When the key expires (RFC 3339)."},
-	"ttl":        {Type: framework.TypeInt, Description: "Seconds until the key expires."},
+	"valid":          {Type: framework.TypeBool, Description: "Whether the key may be used for this request."},
+	"code":           {Type: framework.TypeString, Description: "Why: MALFORMED, NOT_FOUND, DISABLED, EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE, RATE_LIMITED, USAGE_EXCEEDED or VALID."},
+	"key_id":         {Type: framework.TypeString, Description: "Public identifier of the key (codes after NOT_FOUND)."},
+	"role":           {Type: framework.TypeString, Description: "Role the key was issued from."},
+	"name":           {Type: framework.TypeString, Description: "The key's label."},
+	"scopes":         {Type: framework.TypeStringSlice, Description: "Scopes granted to the key."},
+	"metadata":       {Type: framework.TypeKVPairs, Description: "The key's metadata."},
+	"expires_at":     {Type: framework.TypeString, Description: "When the key expires (RFC 3339)."},
+	"ttl":            {Type: framework.TypeInt, Description: "Seconds until the key expires."},
+	"remaining_uses": {Type: framework.TypeInt64, Description: "Uses left under max_uses (only for keys with max_uses)."},
+	"retry_after":    {Type: framework.TypeInt, Description: "Seconds until the rate limit admits a request (RATE_LIMITED only)."},
 }
 
 func verifyResult(code string) *logical.Response {
@@ -106,7 +111,8 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		}
 		clientIP = ip.Unmap()
 	}
-	if cost := d.Get("cost").(int); cost < 0 {
+	cost := int64(d.Get("cost").(int))
+	if cost < 0 {
 		return logical.ErrorResponse("cost must be 0 or more"), nil
 	}
 
@@ -130,23 +136,43 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	}
 
 	now := time.Now()
-	code := codeValid
-	switch {
-	case k.Disabled:
-		code = codeDisabled
-	case !now.Before(k.ExpiresAt):
-		code = codeExpired
-	case len(k.boundPrefixes) > 0 && !ipAllowed(k.boundPrefixes, clientIP):
-		code = codeForbiddenIP
-	default:
-		if _, missing := scopes.Missing(k.Scopes, requested); missing {
-			code = codeInsufficientScope
-		}
-	}
+	code, remaining, retryAfter := b.checkKey(k, requested, clientIP, cost, now)
 	data := k.publicData(now)
 	data["valid"] = code == codeValid
 	data["code"] = code
+	if k.MaxUses > 0 {
+		data["remaining_uses"] = remaining
+	}
+	if code == codeRateLimited {
+		data["retry_after"] = int64(math.Ceil(retryAfter.Seconds()))
+	}
 	return &logical.Response{Data: data}, nil
+}
+
+// checkKey applies the checks after NOT_FOUND in the contract's order. Only a request
+// that passes every earlier check takes a rate-limit token, and only a VALID one is
+// counted as a use.
+func (b *backend) checkKey(k *keyEntry, requested []string, clientIP netip.Addr, cost int64, now time.Time) (code string, remaining int64, retryAfter time.Duration) {
+	remainingNow := func() int64 { return b.usage.Remaining(k.KeyID, k.MaxUses, k.UseCount) }
+	switch {
+	case k.Disabled:
+		return codeDisabled, remainingNow(), 0
+	case !now.Before(k.validUntil()):
+		return codeExpired, remainingNow(), 0
+	case len(k.boundPrefixes) > 0 && !ipAllowed(k.boundPrefixes, clientIP):
+		return codeForbiddenIP, remainingNow(), 0
+	}
+	if _, missing := scopes.Missing(k.Scopes, requested); missing {
+		return codeInsufficientScope, remainingNow(), 0
+	}
+	if ok, wait := b.rateLimiter.Allow(k.KeyID, k.RateLimit, k.RateLimitBurst, now); !ok {
+		return codeRateLimited, remainingNow(), wait
+	}
+	ok, remaining := b.usage.Use(k.KeyID, cost, k.MaxUses, k.UseCount, k.LastUsedAt, now)
+	if !ok {
+		return codeUsageExceeded, remaining, 0
+	}
+	return codeValid, remaining, 0
 }
 
 func ipAllowed(allowed []netip.Prefix, ip netip.Addr) bool {
@@ -171,9 +197,11 @@ how many uses it counts (cost, default 1).
 A well-formed request always answers 200 with valid (bool) and code, checked in this
 order: MALFORMED (not a key of this engine: prefix, charset, length or checksum; no storage
 is read), NOT_FOUND (unknown, revoked or wrong key; nothing else is returned), DISABLED,
-EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE, VALID. For every code after NOT_FOUND the
-response also has key_id, role, name, scopes, metadata, expires_at and ttl. It never
-contains the key. A missing or empty api_key, or a malformed scope or client_ip, is a 400.
+EXPIRED, FORBIDDEN_IP (client_ip missing or outside bound_cidrs), INSUFFICIENT_SCOPE,
+RATE_LIMITED (with retry_after in seconds; limits are per key and per Vault node),
+USAGE_EXCEEDED (max_uses spent), VALID (the use is counted). For every code after
+NOT_FOUND the response also has key_id, role, name, scopes, metadata, expires_at, ttl and,
+for keys with max_uses, remaining_uses. It never contains the key. A missing or empty api_key, or a malformed scope or client_ip, is a 400.
 
 To keep key_id and code readable in audit logs while api_key stays HMAC'd:
   vault secrets tune -audit-non-hmac-response-keys=key_id -audit-non-hmac-response-keys=code \

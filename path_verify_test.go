@@ -199,3 +199,91 @@ func flip(c byte) string {
 	}
 	return "a"
 }
+
+func TestVerifyRateLimit(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"rate_limit": 0.001, "rate_limit_burst": 2})
+	k := e.issue("svc", nil)
+	other := e.issue("svc", nil)
+	require.Equal(t, codeValid, e.verifyCode(k.key))
+	require.Equal(t, codeValid, e.verifyCode(k.key))
+	got := e.verify(map[string]interface{}{"api_key": k.key})
+	require.Equal(t, codeRateLimited, got["code"])
+	require.Equal(t, false, got["valid"])
+	require.Greater(t, got["retry_after"].(int64), int64(900))
+	require.Equal(t, codeValid, e.verifyCode(other.key), "limits are per key")
+
+	// Earlier checks win and take no token.
+	e.writeRole("scoped", map[string]interface{}{"scopes": "a", "rate_limit": 0.001, "rate_limit_burst": 1})
+	s := e.issue("scoped", nil)
+	for i := 0; i < 3; i++ {
+		require.Equal(t, codeInsufficientScope, e.verifyCode(s.key, "b"))
+	}
+	require.Equal(t, codeValid, e.verifyCode(s.key, "a"))
+}
+
+func TestVerifyQuota(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"scopes": "a", "max_uses": 5})
+	k := e.issue("svc", nil)
+
+	verify := func(cost int, scopes string) map[string]interface{} {
+		data := map[string]interface{}{"api_key": k.key, "cost": cost}
+		if scopes != "" {
+			data["scopes"] = scopes
+		}
+		return e.verify(data)
+	}
+	got := verify(3, "")
+	require.Equal(t, codeValid, got["code"])
+	require.Equal(t, int64(2), got["remaining_uses"])
+	got = verify(3, "")
+	require.Equal(t, codeUsageExceeded, got["code"], "a cost beyond what is left is refused")
+	require.Equal(t, int64(2), got["remaining_uses"])
+	got = verify(1, "b")
+	require.Equal(t, codeInsufficientScope, got["code"], "a refused request uses nothing")
+	require.Equal(t, int64(2), got["remaining_uses"])
+	require.Equal(t, codeValid, verify(0, "")["code"], "cost 0 checks without counting")
+	require.Equal(t, codeValid, verify(2, "")["code"])
+	got = verify(0, "")
+	require.Equal(t, codeUsageExceeded, got["code"])
+	require.Equal(t, int64(0), got["remaining_uses"])
+
+	read := e.mustOK(logical.ReadOperation, "keys/"+k.keyID, nil).Data
+	require.Equal(t, int64(0), read["remaining_uses"])
+	require.Equal(t, int64(5), read["use_count"])
+}
+
+func TestVerifyConcurrentQuotaAndRateLimit(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("quota", map[string]interface{}{"max_uses": 100})
+	e.writeRole("rate", map[string]interface{}{"rate_limit": 0.0001, "rate_limit_burst": 30})
+	quota := e.issue("quota", nil)
+	rate := e.issue("rate", nil)
+
+	var mu sync.Mutex
+	counts := map[string]int{}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				q := e.verifyCode(quota.key)
+				r := e.verifyCode(rate.key)
+				mu.Lock()
+				counts["quota "+q]++
+				counts["rate "+r]++
+				mu.Unlock()
+				if i%10 == 0 {
+					require.NoError(t, e.b.flushUsage(e.ctx, e.storage)) // flushes race with verifies
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, 100, counts["quota VALID"])
+	require.Equal(t, 220, counts["quota USAGE_EXCEEDED"])
+	require.Equal(t, 30, counts["rate VALID"])
+	require.Equal(t, 290, counts["rate RATE_LIMITED"])
+}

@@ -52,6 +52,15 @@ func (b *backend) secretAPIKeyRenew(ctx context.Context, req *logical.Request, _
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	if !k.InvalidAfter.IsZero() {
+		// A rotated-out key stops verifying at the end of its grace period whatever its
+		// lease does: renewing extends nothing a client could use.
+		resp := &logical.Response{Secret: req.Secret}
+		resp.Secret.TTL = max(time.Until(k.InvalidAfter), time.Second)
+		resp.Secret.MaxTTL = k.MaxTTL
+		resp.AddWarning("key " + keyID + " was rotated; it stops verifying at " + k.InvalidAfter.UTC().Format(time.RFC3339))
+		return resp, nil
+	}
 	next := *k
 	next.ExpiresAt = time.Now().UTC().Add(ttl).Truncate(time.Second)
 	if err := b.putKeyEntry(ctx, req.Storage, &next); err != nil {

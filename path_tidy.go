@@ -1,0 +1,162 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathTidy(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "tidy$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "tidy",
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathTidy},
+		},
+		HelpSynopsis:    strings.TrimSpace(tidyHelpSyn),
+		HelpDescription: strings.TrimSpace(tidyHelpDesc),
+	}
+}
+
+var errTidyRunning = errors.New("a tidy is already running")
+
+func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, err := b.getSettings(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	scanned, deleted, err := b.tidy(ctx, req.Storage, cfg.TidySafetyBuffer, time.Now())
+	if errors.Is(err, errTidyRunning) {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{"scanned": scanned, "deleted": deleted}}, nil
+}
+
+// tidy deletes records of keys whose lease ended more than buffer ago. The lease end is
+// ExpiresAt, which renewals move, so a live key is never touched; a rotated-out key is
+// kept until its lease would have ended too, so its lease still finds the record.
+func (b *backend) tidy(ctx context.Context, s logical.Storage, buffer time.Duration, now time.Time) (scanned, deleted int, err error) {
+	if !b.tidyRunning.CompareAndSwap(false, true) {
+		return 0, 0, errTidyRunning
+	}
+	defer b.tidyRunning.Store(false)
+
+	ids, err := s.List(ctx, keyPrefix)
+	if err != nil {
+		return 0, 0, fmt.Errorf("listing keys: %w", err)
+	}
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return scanned, deleted, err
+		}
+		scanned++
+		gone, err := b.tidyOne(ctx, s, id, now.Add(-buffer))
+		if err != nil {
+			return scanned, deleted, err
+		}
+		if gone {
+			deleted++
+		}
+	}
+	if deleted > 0 {
+		b.Logger().Info("tidy removed expired key records", "deleted", deleted, "scanned", scanned)
+	}
+	return scanned, deleted, nil
+}
+
+func (b *backend) tidyOne(ctx context.Context, s logical.Storage, keyID string, expiredBefore time.Time) (bool, error) {
+	lock := b.keyLock(keyID)
+	lock.Lock()
+	defer lock.Unlock()
+	k, err := b.storageKeyEntry(ctx, s, keyID)
+	if err != nil || k == nil {
+		return false, err
+	}
+	if !k.ExpiresAt.Before(expiredBefore) {
+		return false, nil
+	}
+	return true, b.deleteKeyEntry(ctx, s, keyID)
+}
+
+// periodic runs about once a minute on every node Vault runs the plugin on. It writes
+// storage only where that is safe: not on performance standbys, whose storage is read-only.
+func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
+	if b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby) {
+		return nil
+	}
+	flushErr := b.flushUsage(ctx, req.Storage)
+
+	cfg, err := b.getSettings(ctx, req.Storage)
+	if err != nil {
+		return errors.Join(flushErr, err)
+	}
+	now := time.Now()
+	b.stateMu.Lock()
+	due := cfg.TidyInterval > 0 && now.Sub(b.lastTidy) >= cfg.TidyInterval
+	if due {
+		b.lastTidy = now
+	}
+	b.stateMu.Unlock()
+	if due {
+		if _, _, err := b.tidy(ctx, req.Storage, cfg.TidySafetyBuffer, now); err != nil && !errors.Is(err, errTidyRunning) {
+			return errors.Join(flushErr, err)
+		}
+	}
+	return flushErr
+}
+
+// flushUsage writes in-memory use counts to the key records. Verify never waits for it.
+func (b *backend) flushUsage(ctx context.Context, s logical.Storage) error {
+	var errs []error
+	for _, p := range b.usage.Dirty() {
+		if err := b.flushOne(ctx, s, p.Key, p.Count, p.LastUsed); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		b.usage.Flushed(p)
+	}
+	return errors.Join(errs...)
+}
+
+func (b *backend) flushOne(ctx context.Context, s logical.Storage, keyID string, count int64, lastUsed time.Time) error {
+	lock := b.keyLock(keyID)
+	lock.Lock()
+	defer lock.Unlock()
+	k, err := b.storageKeyEntry(ctx, s, keyID)
+	if err != nil {
+		return err
+	}
+	if k == nil { // revoked meanwhile
+		b.usage.Forget(keyID)
+		return nil
+	}
+	if k.UseCount == count && k.LastUsedAt.Equal(lastUsed) {
+		return nil
+	}
+	next := *k
+	next.UseCount = count
+	next.LastUsedAt = lastUsed.UTC()
+	return b.putKeyEntry(ctx, s, &next)
+}
+
+const tidyHelpSyn = `Remove records of keys that expired.`
+
+const tidyHelpDesc = `
+Deletes key records whose lease ended more than tidy_safety_buffer ago (see config) and
+reports how many records were scanned and deleted. Vault's lease revocation normally
+deletes records itself; tidy cleans up what revocation could not reach (for example
+records left by a failed revocation). It never removes a key that can still verify.
+It also runs by itself every tidy_interval.
+`
