@@ -5,7 +5,7 @@ PLUGIN_BIN  := $(BIN_DIR)/$(PLUGIN_NAME)
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build vault dev test unit-test integration-test bench fmt lint clean
+.PHONY: all build vault dev test unit-test integration-test bench fuzz fmt lint clean
 
 all: build
 
@@ -36,6 +36,13 @@ integration-test: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Each fuzz target for FUZZTIME (the corpus alone runs in every `go test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/keyformat/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzRoleWrite$$' -fuzztime $(FUZZTIME) .
+
 fmt:
 	gofmt -s -w $$(git ls-files '*.go')
 
@@ -46,3 +53,16 @@ lint:
 
 clean:
 	rm -rf $(BIN_DIR)
+
+# Builds bin/apikey-gateway and runs it against the Vault in VAULT_ADDR / VAULT_TOKEN (for
+# example the dev server `make dev` prints). The service to protect comes from
+# APIKEY_GATEWAY_UPSTREAM (or GATEWAY_FLAGS="-upstream http://127.0.0.1:9000 ..."); every
+# other flag has an APIKEY_GATEWAY_* variable too (docs/gateway.md).
+GATEWAY_BIN := $(BIN_DIR)/apikey-gateway
+
+.PHONY: gateway-dev
+gateway-dev:
+	@test -n "$$VAULT_ADDR" || { echo "gateway-dev: VAULT_ADDR is not set: run 'make dev' and export what it prints" >&2; exit 1; }
+	@test -n "$$VAULT_TOKEN" || { echo "gateway-dev: VAULT_TOKEN is not set: run 'make dev' and export what it prints" >&2; exit 1; }
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(GATEWAY_BIN) ./cmd/apikey-gateway
+	$(GATEWAY_BIN) $(GATEWAY_FLAGS)

@@ -195,3 +195,15 @@ func (s *failingStorage) Get(ctx context.Context, key string) (*logical.StorageE
 }
 
 var errStorageDown = errors.New("storage unavailable")
+
+func BenchmarkKeyHash(b *testing.B) {
+	secret, err := newHMACKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := "vk_4k6B6MooqyHEtOgpNwiONFBSxmE68fysdg5sV2ZjaYURkT7tfs8AochLct2190AZz"
+	b.ReportAllocs()
+	for b.Loop() {
+		keyHash(secret, key)
+	}
+}

@@ -123,3 +123,19 @@ func manyPairs(n int) map[string]interface{} {
 	}
 	return m
 }
+
+func BenchmarkIssue(b *testing.B) {
+	e := newTestEnv(&testing.T{})
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.CreateOperation, Path: "roles/svc", Storage: e.storage})
+	if err != nil || resp.IsError() {
+		b.Fatal(err, resp)
+	}
+	req := &logical.Request{Operation: logical.ReadOperation, Path: "creds/svc", Storage: e.storage}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := e.b.HandleRequest(e.ctx, req)
+		if err != nil || resp.IsError() {
+			b.Fatal(err, resp)
+		}
+	}
+}

@@ -287,3 +287,46 @@ func TestVerifyConcurrentQuotaAndRateLimit(t *testing.T) {
 	require.Equal(t, 30, counts["rate VALID"])
 	require.Equal(t, 290, counts["rate RATE_LIMITED"])
 }
+
+func benchmarkVerify(b *testing.B, cold bool) {
+	e := newTestEnv(&testing.T{})
+	e.t = nil
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.CreateOperation, Path: "roles/svc", Storage: e.storage,
+		Data: map[string]interface{}{"scopes": "orders:*"}})
+	if err != nil || resp.IsError() {
+		b.Fatal(err, resp)
+	}
+	resp, err = e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.ReadOperation, Path: "creds/svc", Storage: e.storage})
+	if err != nil || resp.IsError() {
+		b.Fatal(err, resp)
+	}
+	key := resp.Data["api_key"].(string)
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "verify", Storage: e.storage}
+	b.ReportAllocs()
+	for b.Loop() {
+		if cold {
+			e.b.keyCache.Purge()
+		}
+		req.Data = map[string]interface{}{"api_key": key, "scopes": []string{"orders:read"}}
+		resp, err := e.b.HandleRequest(e.ctx, req)
+		if err != nil || resp.Data["code"] != codeValid {
+			b.Fatal(err, resp)
+		}
+	}
+}
+
+func BenchmarkVerifyWarmCache(b *testing.B) { benchmarkVerify(b, false) }
+func BenchmarkVerifyColdCache(b *testing.B) { benchmarkVerify(b, true) }
+
+func BenchmarkVerifyMalformed(b *testing.B) {
+	e := newTestEnv(&testing.T{})
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "verify", Storage: e.storage}
+	b.ReportAllocs()
+	for b.Loop() {
+		req.Data = map[string]interface{}{"api_key": "vk_nope"}
+		resp, err := e.b.HandleRequest(e.ctx, req)
+		if err != nil || resp.Data["code"] != codeMalformed {
+			b.Fatal(err, resp)
+		}
+	}
+}
