@@ -104,6 +104,49 @@ func newBackend() *backend {
 	return b
 }
 
+// maxFieldBytes bounds each string a request carries (api_key excepted: verify answers
+// MALFORMED for any key it cannot parse). No legitimate field comes near it; refusing
+// larger values up front keeps error messages, which may echo input, small.
+const maxFieldBytes = 16 << 10
+
+// HandleRequest refuses oversized fields, then routes as usual.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	for field, value := range req.Data {
+		if field != "api_key" && oversized(value) {
+			return logical.ErrorResponse("%.60s: value is too long (at most %d bytes)", field, maxFieldBytes), nil
+		}
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
+
+func oversized(value interface{}) bool {
+	switch v := value.(type) {
+	case string:
+		return len(v) > maxFieldBytes
+	case []interface{}:
+		total := 0
+		for _, item := range v {
+			s, _ := item.(string)
+			total += len(s)
+		}
+		return total > maxFieldBytes
+	case []string:
+		total := 0
+		for _, s := range v {
+			total += len(s)
+		}
+		return total > maxFieldBytes
+	case map[string]interface{}:
+		total := 0
+		for k, item := range v {
+			s, _ := item.(string)
+			total += len(k) + len(s)
+		}
+		return total > maxFieldBytes
+	}
+	return false
+}
+
 // invalidate is called on nodes that did not make a storage write themselves (replication,
 // WAL replay): drop whatever the write made stale.
 func (b *backend) invalidate(_ context.Context, key string) {

@@ -124,21 +124,17 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("cache_size"); ok {
 		next.CacheSize = v.(int)
 	}
-	if v, ok := d.GetOk("tidy_safety_buffer"); ok {
-		next.TidySafetyBuffer = time.Duration(v.(int)) * time.Second
-	}
-	if v, ok := d.GetOk("tidy_interval"); ok {
-		next.TidyInterval = time.Duration(v.(int)) * time.Second
+	for field, target := range map[string]*time.Duration{"tidy_safety_buffer": &next.TidySafetyBuffer, "tidy_interval": &next.TidyInterval} {
+		if v, ok := d.GetOk(field); ok {
+			if *target, err = durationField(field, v.(int)); err != nil {
+				return logical.ErrorResponse(err.Error()), nil
+			}
+		}
 	}
 	if next.CacheSize < 1 || next.CacheSize > maxCacheSize {
 		return logical.ErrorResponse("cache_size must be between 1 and %d", maxCacheSize), nil
 	}
-	if next.TidySafetyBuffer < 0 {
-		return logical.ErrorResponse("tidy_safety_buffer must not be negative"), nil
-	}
-	if next.TidyInterval < 0 {
-		return logical.ErrorResponse("tidy_interval must not be negative (0 turns it off)"), nil
-	}
+
 	entry, err := logical.StorageEntryJSON(configSettingsKey, &next)
 	if err != nil {
 		return nil, err

@@ -95,9 +95,8 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		issue.scopes = requested
 	}
 	if v, ok := d.GetOk("ttl"); ok {
-		issue.ttl = time.Duration(v.(int)) * time.Second
-		if issue.ttl < 0 {
-			return logical.ErrorResponse("ttl must not be negative"), nil
+		if issue.ttl, err = durationField("ttl", v.(int)); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
 		}
 	}
 	if v, ok := d.GetOk("name"); ok {

@@ -229,9 +229,9 @@ func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 	if errResp != nil {
 		return errResp, nil
 	}
-	grace := time.Duration(d.Get("grace_period").(int)) * time.Second
-	if grace < 0 {
-		return logical.ErrorResponse("grace_period must not be negative"), nil
+	grace, err := durationField("grace_period", d.Get("grace_period").(int))
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
 	}
 
 	old, err := b.storageKeyEntry(ctx, req.Storage, id)

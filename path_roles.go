@@ -201,11 +201,12 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if v, ok := d.GetOk("scopes"); ok {
 		r.Scopes = v.([]string)
 	}
-	if v, ok := d.GetOk("ttl"); ok {
-		r.TTL = time.Duration(v.(int)) * time.Second
-	}
-	if v, ok := d.GetOk("max_ttl"); ok {
-		r.MaxTTL = time.Duration(v.(int)) * time.Second
+	for field, target := range map[string]*time.Duration{"ttl": &r.TTL, "max_ttl": &r.MaxTTL} {
+		if v, ok := d.GetOk(field); ok {
+			if *target, err = durationField(field, v.(int)); err != nil {
+				return logical.ErrorResponse(err.Error()), nil
+			}
+		}
 	}
 	if v, ok := d.GetOk("key_prefix"); ok {
 		r.KeyPrefix = v.(string)
@@ -255,12 +256,6 @@ func (r *role) validate() error {
 	if err := scopes.Validate(r.Scopes); err != nil {
 		return fmt.Errorf("scopes: %w", err)
 	}
-	if r.TTL < 0 {
-		return fmt.Errorf("ttl must not be negative")
-	}
-	if r.MaxTTL < 0 {
-		return fmt.Errorf("max_ttl must not be negative")
-	}
 	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
 		return fmt.Errorf("ttl (%s) must not be greater than max_ttl (%s)", r.TTL, r.MaxTTL)
 	}
@@ -307,6 +302,21 @@ func parseCIDRs(list []string) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("%.60q is not a CIDR block or IP address", s)
 	}
 	return out, nil
+}
+
+// maxDuration bounds every duration field: beyond it seconds no longer fit a
+// time.Duration, and no lease should live a century.
+const maxDuration = 100 * 365 * 24 * time.Hour
+
+// durationField converts a TypeDurationSecond value, refusing negative and absurd ones.
+func durationField(field string, seconds int) (time.Duration, error) {
+	if seconds < 0 {
+		return 0, fmt.Errorf("%s must not be negative", field)
+	}
+	if int64(seconds) > int64(maxDuration/time.Second) {
+		return 0, fmt.Errorf("%s must be at most %d seconds (100 years)", field, int64(maxDuration/time.Second))
+	}
+	return time.Duration(seconds) * time.Second, nil
 }
 
 func validateName(field, name string) error {
