@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,15 +110,37 @@ func newBackend() *backend {
 // larger values up front keeps error messages, which may echo input, small.
 const maxFieldBytes = 16 << 10
 
-// HandleRequest refuses oversized fields, then routes as usual.
+// HandleRequest refuses oversized fields, routes as usual, and redacts anything shaped
+// like a key from error messages: a client that puts its key in the wrong field must not
+// find it echoed in a response, a log or an audit entry.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	for field, value := range req.Data {
 		if field != "api_key" && oversized(value) {
 			return logical.ErrorResponse("%.60s: value is too long (at most %d bytes)", field, maxFieldBytes), nil
 		}
 	}
-	return b.Backend.HandleRequest(ctx, req)
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	if resp != nil && resp.IsError() {
+		if msg, ok := resp.Data["error"].(string); ok {
+			resp.Data["error"] = redactKeys(msg)
+		}
+	}
+	if err != nil {
+		if msg := err.Error(); redactKeys(msg) != msg {
+			var coded logical.HTTPCodedError
+			if errors.As(err, &coded) {
+				return resp, logical.CodedError(coded.Code(), redactKeys(msg))
+			}
+			return resp, errors.New(redactKeys(msg))
+		}
+	}
+	return resp, err
 }
+
+// keyShaped matches a key prefix followed by enough base62 to carry key material.
+var keyShaped = regexp.MustCompile(`[a-z][a-z0-9]{1,9}_[0-9A-Za-z]{12,}`)
+
+func redactKeys(s string) string { return keyShaped.ReplaceAllString(s, "[redacted]") }
 
 func oversized(value interface{}) bool {
 	switch v := value.(type) {
