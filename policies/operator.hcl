@@ -1,0 +1,41 @@
+# Paths assume the engine is mounted at apikey/ (replace the prefix for another mount).
+# Operator of the apikey/ mount: manages roles, the plugin's config, the key inventory
+# (read, disable, relabel, revoke) and tidy. Enabling, tuning and disabling the mount
+# (sys/mounts) is the Vault admin's, not the operator's. The operator cannot issue keys
+# (apikey/creds) nor verify them.
+
+# Roles.
+path "apikey/roles/" {
+  capabilities = ["list"]
+}
+
+path "apikey/roles/+" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+
+# Plugin settings (the mount secret is never returned).
+path "apikey/config" {
+  capabilities = ["create", "read", "update"]
+}
+
+# Key inventory: list, read metadata, update (disabled, metadata, name), delete (revokes
+# the key at once).
+path "apikey/keys/" {
+  capabilities = ["list"]
+}
+
+path "apikey/keys/+" {
+  capabilities = ["read", "update", "delete"]
+}
+
+# Rotation returns a new plaintext key, so it is issuance rather than management and is
+# not granted here. Grant it to whoever should receive the replacement key:
+#
+# path "apikey/keys/+/rotate" {
+#   capabilities = ["update"]
+# }
+
+# Remove records of expired keys.
+path "apikey/tidy" {
+  capabilities = ["update"]
+}

@@ -1,0 +1,6 @@
+# Paths assume the engine is mounted at apikey/ (replace the prefix for another mount).
+# Verifier: a service (middleware, gateway) that checks the keys its clients present.
+# It can call apikey/verify and nothing else of the mount.
+path "apikey/verify" {
+  capabilities = ["update"]
+}
