@@ -1,0 +1,57 @@
+// Package apikeyauth is net/http middleware that lets a service accept the API keys issued
+// by the apikey secrets engine.
+//
+// For every request it reads the key from "Authorization: Bearer <key>" or "X-API-Key"
+// (both names configurable), rejects keys that are not even well formed locally (prefix,
+// charset, length, checksum: no Vault call), and otherwise asks Vault's <mount>/verify
+// through the official API client, passing the scopes the handler requires, the client's
+// IP address and the request's cost. The answer decides the response:
+//
+//	VALID                                    the handler runs; IdentityFrom(ctx) has the key's identity
+//	no key                                   401, WWW-Authenticate: Bearer realm="api"
+//	MALFORMED, NOT_FOUND, DISABLED, EXPIRED  401, WWW-Authenticate: Bearer realm="api", error="invalid_token"
+//	FORBIDDEN_IP, INSUFFICIENT_SCOPE         403 (insufficient_scope also named in WWW-Authenticate)
+//	RATE_LIMITED                             429 with Retry-After
+//	USAGE_EXCEEDED                           429 (Retry-After only if Vault gave one: spent uses do not come back)
+//	Vault unreachable, 5xx, any other error  503: the middleware fails closed
+//
+// Error bodies are small JSON objects {"error": "...", "code": "..."}. Neither bodies,
+// logs nor errors ever contain the key; cache entries are keyed by a SHA-256 of it.
+//
+// # Client address
+//
+// The client IP sent to verify (checked there against the role's bound_cidrs) is the
+// connection's peer address. Only when that peer is in Config.TrustedProxies is
+// X-Forwarded-For consulted, walking it from the right and taking the first address that
+// is not itself a trusted proxy: every hop left of that was written by the client and
+// can be forged. An unparsable hop makes the address unknown, and verify then refuses
+// keys that are bound to CIDRs.
+//
+// # Caching, and what it costs
+//
+// Results are kept in a bounded LRU cache keyed by SHA-256(key, scopes, client IP, cost):
+//
+//   - VALID results for at most Config.CacheTTL (default 5s), and never past the key's
+//     expires_at (nor its ttl, which guards against clock skew between Vault and the
+//     service);
+//   - negative results (NOT_FOUND, DISABLED, EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE,
+//     USAGE_EXCEEDED, MALFORMED) for Config.NegativeCacheTTL (default 1s); RATE_LIMITED
+//     for that long or until its retry_after, whichever is sooner;
+//   - errors never.
+//
+// Concurrent misses for the same cache key are collapsed into one Vault call
+// (singleflight).
+//
+// The price of the cache is staleness and counting. A key that is revoked or disabled
+// in Vault keeps working in this process until its cached VALID result expires, so
+// Config.CacheTTL is the bound on how late a revocation takes effect here. And Vault
+// counts a use (max_uses) and spends a rate-limit token only when it is asked: a request
+// served from the cache, or collapsed into another request's Vault call, is neither
+// counted nor rate limited. Rate limits are therefore enforced by Vault on cache misses
+// only: with caching on, a key makes at most one Vault call per distinct (scopes, client
+// IP) per CacheTTL, however many requests it sends. To keep max_uses exact, a VALID
+// result that carries remaining_uses (the key has max_uses) is never cached and never
+// shared with collapsed requests: each such request makes its own Vault call. A key
+// with only a rate limit has no such marker in the verify answer; set CacheTTL to a
+// negative value if rate limits must hold per request.
+package apikeyauth

@@ -1,0 +1,383 @@
+package apikeyauth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/lru"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultMount               = "apikey"
+	DefaultAuthorizationHeader = "Authorization"
+	DefaultAPIKeyHeader        = "X-API-Key"
+	DefaultRealm               = "api"
+	DefaultCacheSize           = 10000
+	DefaultCacheTTL            = 5 * time.Second
+	DefaultNegativeCacheTTL    = 1 * time.Second
+	DefaultVerifyTimeout       = 10 * time.Second
+)
+
+// Config configures a Middleware. The zero value is usable: it verifies against the
+// "apikey" mount of the Vault that api.DefaultConfig finds in the environment
+// (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT, ...).
+type Config struct {
+	// Client talks to Vault. Nil: api.NewClient(api.DefaultConfig()). Its token needs
+	// "update" on <Mount>/verify and nothing else (policies/verifier.hcl).
+	Client *api.Client
+	// Mount is the path the secrets engine is enabled at. Default "apikey".
+	Mount string
+
+	// AuthorizationHeader is read for "Bearer <key>"; default "Authorization". APIKeyHeader
+	// holds the bare key; default "X-API-Key". A bearer key wins when both are sent. Set
+	// either to "-" to not read it.
+	AuthorizationHeader string
+	APIKeyHeader        string
+	// Realm is named in WWW-Authenticate. Default "api".
+	Realm string
+
+	// TrustedProxies are the networks of reverse proxies whose X-Forwarded-For is
+	// believed. Empty: the connection's peer address is the client.
+	TrustedProxies []netip.Prefix
+
+	// CacheSize bounds the number of cached verify results. 0: DefaultCacheSize;
+	// negative: no cache.
+	CacheSize int
+	// CacheTTL is the longest a VALID result is reused (and so the longest a revoked key
+	// keeps working here). 0: DefaultCacheTTL; negative: VALID results are not cached.
+	CacheTTL time.Duration
+	// NegativeCacheTTL is how long a refusal is reused. 0: DefaultNegativeCacheTTL;
+	// negative: refusals are not cached.
+	NegativeCacheTTL time.Duration
+
+	// VerifyTimeout bounds one verify call to Vault (the client's own retries included).
+	// 0: DefaultVerifyTimeout.
+	VerifyTimeout time.Duration
+
+	// Logger receives decisions (debug) and Vault failures (warn/error). Never the key.
+	// Nil: nothing is logged.
+	Logger *slog.Logger
+	// Observer is told about decisions, cache lookups and Vault calls, for metrics.
+	Observer Observer
+}
+
+// Observer receives events for metrics. Implementations must be safe for concurrent use
+// and fast: they run on the request path.
+type Observer interface {
+	// Decision is called once per request the middleware handles, with the verify code
+	// (VALID, NOT_FOUND, ...) or CodeMissing or CodeUnavailable.
+	Decision(code string)
+	// CacheLookup is called on every cache lookup.
+	CacheLookup(hit bool)
+	// VerifyCall is called after every call to Vault's verify; err is nil when Vault
+	// answered with a verify result.
+	VerifyCall(elapsed time.Duration, err error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Decision(string)                 {}
+func (nopObserver) CacheLookup(bool)                {}
+func (nopObserver) VerifyCall(time.Duration, error) {}
+
+// Middleware checks API keys against Vault. Create it with New; it is safe for
+// concurrent use.
+type Middleware struct {
+	client        *api.Client
+	verifyPath    string
+	authzHeader   string
+	apiKeyHeader  string
+	realm         string
+	trusted       []netip.Prefix
+	cache         *lru.Cache[cacheKey, cacheEntry] // nil: no cache
+	positiveTTL   time.Duration                    // <= 0: VALID not cached
+	negativeTTL   time.Duration                    // <= 0: refusals not cached
+	verifyTimeout time.Duration
+	flights       singleflight.Group
+	log           *slog.Logger
+	observer      Observer
+	now           func() time.Time
+}
+
+// New returns a Middleware for cfg.
+func New(cfg Config) (*Middleware, error) {
+	client := cfg.Client
+	if client == nil {
+		vcfg := api.DefaultConfig()
+		if vcfg.Error != nil {
+			return nil, fmt.Errorf("reading Vault client configuration: %w", vcfg.Error)
+		}
+		var err error
+		if client, err = api.NewClient(vcfg); err != nil {
+			return nil, fmt.Errorf("creating Vault client: %w", err)
+		}
+	}
+	mount := strings.Trim(cfg.Mount, "/")
+	if mount == "" {
+		mount = DefaultMount
+	}
+	m := &Middleware{
+		client:        client,
+		verifyPath:    mount + "/verify",
+		authzHeader:   headerName(cfg.AuthorizationHeader, DefaultAuthorizationHeader),
+		apiKeyHeader:  headerName(cfg.APIKeyHeader, DefaultAPIKeyHeader),
+		realm:         orDefault(cfg.Realm, DefaultRealm),
+		trusted:       make([]netip.Prefix, 0, len(cfg.TrustedProxies)),
+		positiveTTL:   durationOrDefault(cfg.CacheTTL, DefaultCacheTTL),
+		negativeTTL:   durationOrDefault(cfg.NegativeCacheTTL, DefaultNegativeCacheTTL),
+		verifyTimeout: durationOrDefault(cfg.VerifyTimeout, DefaultVerifyTimeout),
+		log:           cfg.Logger,
+		observer:      cfg.Observer,
+		now:           time.Now,
+	}
+	if m.authzHeader == "" && m.apiKeyHeader == "" {
+		return nil, errors.New("both key headers are disabled: no key could ever be read")
+	}
+	if strings.ContainsAny(m.realm, "\"\\\r\n") {
+		return nil, errors.New("realm must not contain quotes, backslashes or line breaks")
+	}
+	for _, p := range cfg.TrustedProxies {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("trusted proxy network %v is not valid", p)
+		}
+		// Peer addresses are unmapped before matching, so the networks must be too.
+		m.trusted = append(m.trusted, netip.PrefixFrom(p.Addr().Unmap(), unmappedBits(p)).Masked())
+	}
+	if cfg.CacheSize >= 0 {
+		m.cache = lru.New[cacheKey, cacheEntry](intOrDefault(cfg.CacheSize, DefaultCacheSize))
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if m.observer == nil {
+		m.observer = nopObserver{}
+	}
+	return m, nil
+}
+
+func unmappedBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		return max(p.Bits()-96, 0)
+	}
+	return p.Bits()
+}
+
+func headerName(v, def string) string {
+	switch v {
+	case "":
+		return def
+	case "-":
+		return ""
+	}
+	return v
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func durationOrDefault(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func intOrDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Require returns middleware that lets a request through only with a key that is valid
+// and granted every one of scopes; each request counts as one use of the key.
+// Scopes must be valid scope names; Require panics otherwise, as it is set up once at
+// start-up with constant scopes.
+func (m *Middleware) Require(scopes ...string) func(http.Handler) http.Handler {
+	return m.RequireCost(1, scopes...)
+}
+
+// RequireCost is Require with a request cost other than 1, counted against the key's
+// max_uses (0 checks the key without counting a use).
+func (m *Middleware) RequireCost(cost int, required ...string) func(http.Handler) http.Handler {
+	if cost < 0 {
+		panic("apikeyauth: cost must be 0 or more")
+	}
+	req := requirement{scopes: normalizeScopes(required), cost: cost}
+	if err := scopes.Validate(req.scopes); err != nil {
+		panic("apikeyauth: " + err.Error())
+	}
+	req.scopeList = strings.Join(req.scopes, " ")
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			m.serve(w, r, next, req)
+		})
+	}
+}
+
+type requirement struct {
+	scopes    []string
+	scopeList string // for WWW-Authenticate
+	cost      int
+}
+
+// normalizeScopes sorts and deduplicates a copy, so that the same requirement written in
+// another order shares cache entries.
+func normalizeScopes(in []string) []string {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler, req requirement) {
+	key, presented := m.keyFrom(r)
+	if !presented {
+		m.refuse(w, CodeMissing, Result{}, req)
+		return
+	}
+	if _, err := keyformat.Parse(key); err != nil {
+		m.refuse(w, CodeMalformed, Result{}, req)
+		return
+	}
+	clientIP := m.ClientIP(r)
+	res, err := m.verify(r.Context(), key, req.scopes, clientIP, req.cost)
+	if err != nil {
+		if r.Context().Err() != nil {
+			// The client went away; nobody reads the answer and Vault is not to blame.
+			m.observer.Decision(CodeCanceled)
+			return
+		}
+		m.log.LogAttrs(r.Context(), slog.LevelWarn, "api key verification failed",
+			slog.String("error", err.Error()), slog.String("client_ip", addrString(clientIP)))
+		m.refuse(w, CodeUnavailable, Result{}, req)
+		return
+	}
+	if !res.Valid {
+		attrs := []slog.Attr{slog.String("code", res.Code), slog.String("client_ip", addrString(clientIP))}
+		if res.Identity != nil {
+			attrs = append(attrs, slog.String("key_id", res.Identity.KeyID))
+		}
+		m.log.LogAttrs(r.Context(), slog.LevelDebug, "api key refused", attrs...)
+		m.refuse(w, res.Code, res, req)
+		return
+	}
+	m.observer.Decision(CodeValid)
+	next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), res.Identity.clone())))
+}
+
+// keyFrom returns the presented key and whether one was presented at all. A header sent
+// twice, or a bearer credential with nothing after the scheme, is presented but empty,
+// which Parse rejects as malformed.
+func (m *Middleware) keyFrom(r *http.Request) (string, bool) {
+	if m.authzHeader != "" {
+		switch values := r.Header.Values(m.authzHeader); len(values) {
+		case 0:
+		case 1:
+			scheme, credential, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
+			// Another scheme (Basic, ...) is not ours: look at the API key header.
+			if strings.EqualFold(scheme, "Bearer") {
+				return strings.TrimSpace(credential), true
+			}
+		default:
+			return "", true
+		}
+	}
+	if m.apiKeyHeader != "" {
+		switch values := r.Header.Values(m.apiKeyHeader); len(values) {
+		case 0:
+		case 1:
+			return strings.TrimSpace(values[0]), true
+		default:
+			return "", true
+		}
+	}
+	return "", false
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// refuse writes the error response for code. Messages are constants and code is one of
+// the known codes, so nothing the client or Vault sent is echoed.
+func (m *Middleware) refuse(w http.ResponseWriter, code string, res Result, req requirement) {
+	h := w.Header()
+	var status int
+	var msg string
+	switch code {
+	case CodeMissing:
+		// RFC 6750 3.1: no error attribute when the request carried no credentials.
+		status, msg = http.StatusUnauthorized, "an API key is required"
+		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q`, m.realm))
+	case CodeMalformed, CodeNotFound:
+		status, msg = http.StatusUnauthorized, "the API key is not valid"
+	case CodeDisabled:
+		status, msg = http.StatusUnauthorized, "the API key is disabled"
+	case CodeExpired:
+		status, msg = http.StatusUnauthorized, "the API key has expired"
+	case CodeForbiddenIP:
+		status, msg = http.StatusForbidden, "the API key may not be used from this address"
+	case CodeInsufficientScope:
+		status, msg = http.StatusForbidden, "the API key lacks a scope this request requires"
+		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", scope=%q`, m.realm, req.scopeList))
+	case CodeRateLimited:
+		status, msg = http.StatusTooManyRequests, "the API key's rate limit is exceeded"
+		h.Set("Retry-After", retryAfterSeconds(res.RetryAfter))
+	case CodeUsageExceeded:
+		status, msg = http.StatusTooManyRequests, "the API key's allowed uses are spent"
+		if res.RetryAfter > 0 {
+			h.Set("Retry-After", retryAfterSeconds(res.RetryAfter))
+		}
+	case CodeUnavailable:
+		status, msg = http.StatusServiceUnavailable, "API keys cannot be verified right now"
+	default:
+		// A code this version does not know: refuse, but do not echo it.
+		status, msg, code = http.StatusForbidden, "the API key was refused", CodeRefused
+	}
+	m.observer.Decision(code)
+	if status == http.StatusUnauthorized && code != CodeMissing {
+		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token"`, m.realm))
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(errorBody{Error: msg, Code: code})
+}
+
+// retryAfterSeconds rounds up to whole seconds (the header has no fractions), at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	s := int64(math.Ceil(d.Seconds()))
+	if s < 1 {
+		s = 1
+	}
+	return strconv.FormatInt(s, 10)
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}

@@ -1,0 +1,350 @@
+package apikeyauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+)
+
+// Verify codes, as answered by <mount>/verify, in the order verify checks them.
+const (
+	CodeMalformed         = "MALFORMED"
+	CodeNotFound          = "NOT_FOUND"
+	CodeDisabled          = "DISABLED"
+	CodeExpired           = "EXPIRED"
+	CodeForbiddenIP       = "FORBIDDEN_IP"
+	CodeInsufficientScope = "INSUFFICIENT_SCOPE"
+	CodeRateLimited       = "RATE_LIMITED"
+	CodeUsageExceeded     = "USAGE_EXCEEDED"
+	CodeValid             = "VALID"
+)
+
+// Codes of the middleware's own, never answered by verify.
+const (
+	// CodeMissing: the request carried no key.
+	CodeMissing = "MISSING"
+	// CodeUnavailable: Vault could not be asked or did not answer with a verify result.
+	CodeUnavailable = "VERIFY_UNAVAILABLE"
+	// CodeRefused: verify refused the key with a code this version does not know.
+	CodeRefused = "REFUSED"
+	// CodeCanceled: the client went away while the key was being verified (Observer only).
+	CodeCanceled = "CANCELED"
+)
+
+// ErrUnavailable is wrapped by every error Verify returns for a failed Vault call.
+var ErrUnavailable = errors.New("api key verification unavailable")
+
+// Result is a verify answer.
+type Result struct {
+	Valid bool
+	Code  string
+	// Identity is set for every code after NOT_FOUND.
+	Identity *Identity
+	// TTL is what was left of the key's lifetime when Vault answered.
+	TTL time.Duration
+	// RemainingUses is set when the key has max_uses.
+	RemainingUses *int64
+	// RetryAfter is set with RATE_LIMITED (and USAGE_EXCEEDED, if Vault sends it).
+	RetryAfter time.Duration
+
+	ttlKnown bool
+}
+
+// cacheKey is SHA-256 over the key and everything else verify is asked, so the key
+// itself is never kept as a map key.
+type cacheKey [sha256.Size]byte
+
+type cacheEntry struct {
+	result  Result
+	expires time.Time
+	retryAt time.Time // RATE_LIMITED: when the client may retry
+}
+
+func newCacheKey(key string, required []string, clientIP netip.Addr, cost int) cacheKey {
+	h := sha256.New()
+	// Length-prefixed fields: no two different inputs produce the same byte stream.
+	var n [8]byte
+	field := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(key)
+	binary.BigEndian.PutUint64(n[:], uint64(len(required)))
+	h.Write(n[:])
+	for _, s := range required {
+		field(s)
+	}
+	field(addrString(clientIP))
+	field(strconv.Itoa(cost))
+	var k cacheKey
+	h.Sum(k[:0])
+	return k
+}
+
+// Verify asks Vault (or the cache) whether key may be used with required scopes from
+// clientIP (the zero Addr when unknown) at cost uses: the middleware's decision without
+// HTTP, for other protocols. A key that does not parse is MALFORMED without a Vault
+// call. A non-nil error wraps ErrUnavailable, is ctx's error when ctx ended first, or
+// reports invalid scopes or cost; it never contains the key.
+func (m *Middleware) Verify(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
+	if _, err := keyformat.Parse(key); err != nil {
+		return Result{Code: CodeMalformed}, nil
+	}
+	if cost < 0 {
+		return Result{}, errors.New("apikeyauth: cost must be 0 or more")
+	}
+	required = normalizeScopes(required)
+	if err := scopes.Validate(required); err != nil {
+		return Result{}, fmt.Errorf("apikeyauth: %w", err)
+	}
+	return m.verify(ctx, key, required, clientIP, cost)
+}
+
+// verify is Verify for checked, normalized arguments.
+func (m *Middleware) verify(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
+	ck := newCacheKey(key, required, clientIP, cost)
+	if res, ok := m.cached(ck); ok {
+		return res, nil
+	}
+
+	led := false
+	flight := m.flights.DoChan(string(ck[:]), func() (any, error) {
+		led = true
+		// Someone may have stored a result between our cache miss and this flight.
+		if res, ok := m.cachedQuiet(ck); ok {
+			return res, nil
+		}
+		// The call serves every collapsed request: one caller giving up must not cancel it.
+		res, err := m.callVault(context.WithoutCancel(ctx), key, required, clientIP, cost)
+		if err == nil {
+			m.store(ck, res)
+		}
+		return res, err
+	})
+	select {
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case out := <-flight:
+		if out.Err != nil {
+			return Result{}, out.Err
+		}
+		res := out.Val.(Result)
+		if !led && res.Valid && res.RemainingUses != nil {
+			// Vault counted one use, for the request that led the call. This request is
+			// another use and must be counted (and possibly refused) by Vault itself.
+			return m.callVault(ctx, key, required, clientIP, cost)
+		}
+		return res, nil
+	}
+}
+
+func (m *Middleware) cached(ck cacheKey) (Result, bool) {
+	if m.cache == nil {
+		return Result{}, false
+	}
+	res, ok := m.cachedQuiet(ck)
+	m.observer.CacheLookup(ok)
+	return res, ok
+}
+
+func (m *Middleware) cachedQuiet(ck cacheKey) (Result, bool) {
+	if m.cache == nil {
+		return Result{}, false
+	}
+	e, ok := m.cache.Get(ck)
+	if !ok {
+		return Result{}, false
+	}
+	now := m.now()
+	if !now.Before(e.expires) {
+		m.cache.Remove(ck)
+		return Result{}, false
+	}
+	res := e.result
+	if !e.retryAt.IsZero() {
+		res.RetryAfter = e.retryAt.Sub(now)
+	}
+	return res, true
+}
+
+// store caches res for as long as the rules in the package documentation allow.
+func (m *Middleware) store(ck cacheKey, res Result) {
+	if m.cache == nil {
+		return
+	}
+	now := m.now()
+	ttl := m.cacheTTL(res, now)
+	if ttl <= 0 {
+		return
+	}
+	e := cacheEntry{result: res, expires: now.Add(ttl)}
+	if res.RetryAfter > 0 {
+		e.retryAt = now.Add(res.RetryAfter)
+	}
+	m.cache.Add(ck, e)
+}
+
+func (m *Middleware) cacheTTL(res Result, now time.Time) time.Duration {
+	if res.Valid {
+		// Vault counts uses only when asked; a cached VALID would skip the counting.
+		if res.RemainingUses != nil || res.Identity == nil || res.Identity.ExpiresAt.IsZero() || !res.ttlKnown {
+			return 0
+		}
+		return min(m.positiveTTL, res.Identity.ExpiresAt.Sub(now), res.TTL)
+	}
+	switch res.Code {
+	case CodeRateLimited:
+		if res.RetryAfter > 0 {
+			return min(m.negativeTTL, res.RetryAfter)
+		}
+		return m.negativeTTL
+	case CodeMalformed, CodeNotFound, CodeDisabled, CodeExpired, CodeForbiddenIP,
+		CodeInsufficientScope, CodeUsageExceeded:
+		return m.negativeTTL
+	}
+	return 0 // unknown codes: ask again
+}
+
+// callVault makes one verify call. Errors are built from scratch, never wrapped, and the
+// key is cut out of their text, so that nothing Vault or the transport might echo leaks.
+func (m *Middleware) callVault(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.verifyTimeout)
+	defer cancel()
+	data := map[string]any{"api_key": key, "cost": cost}
+	if len(required) > 0 {
+		data["scopes"] = required
+	}
+	if clientIP.IsValid() {
+		data["client_ip"] = clientIP.String()
+	}
+	start := time.Now()
+	secret, err := m.client.Logical().WriteWithContext(ctx, m.verifyPath, data)
+	if err == nil {
+		var res Result
+		res, err = parseVerify(secret)
+		if err == nil {
+			m.observer.VerifyCall(time.Since(start), nil)
+			return res, nil
+		}
+	}
+	err = fmt.Errorf("%w: %s", ErrUnavailable, describeVaultError(err, key))
+	m.observer.VerifyCall(time.Since(start), err)
+	return Result{}, err
+}
+
+func describeVaultError(err error, key string) string {
+	var msg string
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		msg = fmt.Sprintf("vault answered HTTP %d to %s %s: %s", re.StatusCode, re.HTTPMethod, re.URL, strings.Join(re.Errors, "; "))
+	} else {
+		msg = err.Error()
+	}
+	return redact(msg, key)
+}
+
+func redact(s, key string) string {
+	if key == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, key, "[redacted]")
+}
+
+// parseVerify reads verify's response data. Numbers arrive as json.Number from the API
+// client; float64 and ints are accepted too.
+func parseVerify(secret *api.Secret) (Result, error) {
+	if secret == nil || secret.Data == nil {
+		return Result{}, errors.New("verify returned no data (is the secrets engine mounted there?)")
+	}
+	d := secret.Data
+	valid, ok := d["valid"].(bool)
+	if !ok {
+		return Result{}, errors.New("verify response has no boolean valid")
+	}
+	code, ok := d["code"].(string)
+	if !ok || code == "" {
+		return Result{}, errors.New("verify response has no code")
+	}
+	if valid != (code == CodeValid) {
+		return Result{}, fmt.Errorf("verify response is inconsistent: valid=%v with code %.40q", valid, code)
+	}
+	res := Result{Valid: valid, Code: code}
+
+	if keyID, _ := d["key_id"].(string); keyID != "" {
+		id := &Identity{KeyID: keyID}
+		id.Role, _ = d["role"].(string)
+		id.Name, _ = d["name"].(string)
+		if raw, ok := d["scopes"].([]any); ok {
+			for _, s := range raw {
+				if s, ok := s.(string); ok {
+					id.Scopes = append(id.Scopes, s)
+				}
+			}
+		}
+		if raw, ok := d["metadata"].(map[string]any); ok && len(raw) > 0 {
+			id.Metadata = make(map[string]string, len(raw))
+			for k, v := range raw {
+				if v, ok := v.(string); ok {
+					id.Metadata[k] = v
+				}
+			}
+		}
+		if raw, _ := d["expires_at"].(string); raw != "" {
+			t, err := time.Parse(time.RFC3339Nano, raw)
+			if err != nil {
+				return Result{}, fmt.Errorf("verify response has an invalid expires_at: %.40q", raw)
+			}
+			id.ExpiresAt = t
+		}
+		res.Identity = id
+	}
+	if valid && res.Identity == nil {
+		return Result{}, errors.New("verify answered VALID without key_id")
+	}
+	if secs, ok := number(d["ttl"]); ok {
+		res.TTL, res.ttlKnown = seconds(secs), true
+	}
+	if uses, ok := number(d["remaining_uses"]); ok {
+		n := int64(uses)
+		res.RemainingUses = &n
+	}
+	if secs, ok := number(d["retry_after"]); ok && secs > 0 {
+		res.RetryAfter = seconds(secs)
+	}
+	return res, nil
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	}
+	return 0, false
+}
+
+func seconds(s float64) time.Duration {
+	if s <= 0 {
+		return 0
+	}
+	return time.Duration(s * float64(time.Second))
+}

@@ -1,0 +1,139 @@
+// Command apikey-gateway is a reverse proxy that lets through only requests carrying an
+// API key that Vault's apikey secrets engine verifies, with the scopes its route needs.
+// See docs/gateway.md.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "apikey-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends (a signal), then shuts down gracefully.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	o, err := parseOptions(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	m := newMetrics()
+
+	var mw *apikeyauth.Middleware
+	vaultAddr := ""
+	if o.auth {
+		client, err := newVaultClient()
+		if err != nil {
+			return err
+		}
+		vaultAddr = client.Address()
+		if client.Token() == "" {
+			logger.Warn("no Vault token (VAULT_TOKEN): verify calls will be refused unless a Vault Agent adds one")
+		}
+		mw, err = apikeyauth.New(apikeyauth.Config{
+			Client:           client,
+			Mount:            o.mount,
+			APIKeyHeader:     o.apiKeyHeader,
+			TrustedProxies:   o.trustedProxies,
+			CacheSize:        o.cacheSize,
+			CacheTTL:         o.cacheTTL,
+			NegativeCacheTTL: o.negativeCacheTTL,
+			VerifyTimeout:    o.verifyTimeout,
+			Logger:           logger,
+			Observer:         m,
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		logger.Warn("authentication is OFF (-auth=false): every request is forwarded unchecked")
+	}
+
+	var tlsConfig *tls.Config
+	if o.tlsCertFile != "" {
+		// Loaded before listening, so a bad certificate stops start-up instead of Serve.
+		cert, err := tls.LoadX509KeyPair(o.tlsCertFile, o.tlsKeyFile)
+		if err != nil {
+			return fmt.Errorf("-tls-cert-file/-tls-key-file: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		TLSConfig:         tlsConfig,
+		Handler:           newGateway(o, mw, m, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			served <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
+	logger.Info("listening", "addr", ln.Addr().String(), "tls", o.tlsCertFile != "", "upstream", o.upstream.Redacted(),
+		"auth", o.auth, "vault_addr", vaultAddr, "mount", o.mount, "routes", len(o.routes),
+		"cache_ttl", o.cacheTTL.String(), "trusted_proxies", len(o.trustedProxies))
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", o.shutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// newVaultClient configures the client the standard way: VAULT_ADDR, VAULT_TOKEN,
+// VAULT_CACERT, VAULT_NAMESPACE, VAULT_MAX_RETRIES, ...
+func newVaultClient() (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, fmt.Errorf("vault client configuration: %w", cfg.Error)
+	}
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	return client, nil
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
+)
+
+// metrics are the gateway's Prometheus metrics. They implement apikeyauth.Observer. A
+// registry of their own (not the global one) keeps tests independent.
+type metrics struct {
+	registry       *prometheus.Registry
+	requests       *prometheus.CounterVec
+	verifyDuration *prometheus.HistogramVec
+	cacheLookups   *prometheus.CounterVec
+	upstreamErrors prometheus.Counter
+}
+
+var _ apikeyauth.Observer = (*metrics)(nil)
+
+// outcomes are pre-declared so that dashboards see zeros instead of missing series.
+var outcomes = []string{
+	apikeyauth.CodeValid, apikeyauth.CodeMissing, apikeyauth.CodeMalformed, apikeyauth.CodeNotFound,
+	apikeyauth.CodeDisabled, apikeyauth.CodeExpired, apikeyauth.CodeForbiddenIP,
+	apikeyauth.CodeInsufficientScope, apikeyauth.CodeRateLimited, apikeyauth.CodeUsageExceeded,
+	apikeyauth.CodeRefused, apikeyauth.CodeUnavailable, apikeyauth.CodeCanceled,
+	outcomeBadPath, outcomeNoRoute, outcomeMethodNotAllowed, outcomeAuthDisabled,
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "apikey_gateway_requests_total",
+			Help: "Requests by outcome: the verify code (VALID, NOT_FOUND, ...), MISSING, VERIFY_UNAVAILABLE, or a routing refusal.",
+		}, []string{"outcome"}),
+		verifyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "apikey_gateway_verify_duration_seconds",
+			Help:    "Latency of verify calls to Vault (cache misses only), by result (ok: Vault answered; error: it did not).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5ms .. ~4s
+		}, []string{"result"}),
+		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "apikey_gateway_cache_lookups_total",
+			Help: "Verify cache lookups, by result (hit or miss).",
+		}, []string{"result"}),
+		upstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "apikey_gateway_upstream_errors_total",
+			Help: "Requests that could not be forwarded to the upstream (answered 502).",
+		}),
+	}
+	for _, o := range outcomes {
+		m.requests.WithLabelValues(o)
+	}
+	m.cacheLookups.WithLabelValues("hit")
+	m.cacheLookups.WithLabelValues("miss")
+	m.verifyDuration.WithLabelValues("ok")
+	m.verifyDuration.WithLabelValues("error")
+	m.registry.MustRegister(m.requests, m.verifyDuration, m.cacheLookups, m.upstreamErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Decision counts one request. The middleware only reports known codes (others as
+// REFUSED), so the label set stays bounded.
+func (m *metrics) Decision(code string) { m.requests.WithLabelValues(code).Inc() }
+
+func (m *metrics) CacheLookup(hit bool) {
+	if hit {
+		m.cacheLookups.WithLabelValues("hit").Inc()
+	} else {
+		m.cacheLookups.WithLabelValues("miss").Inc()
+	}
+}
+
+func (m *metrics) VerifyCall(elapsed time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.verifyDuration.WithLabelValues(result).Observe(elapsed.Seconds())
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+)
+
+// envPrefix + the flag name in upper case with "-" as "_" is each flag's environment
+// variable: -cache-ttl is APIKEY_GATEWAY_CACHE_TTL.
+const envPrefix = "APIKEY_GATEWAY_"
+
+// options is the gateway's command line.
+type options struct {
+	listen           string
+	upstream         *url.URL
+	mount            string
+	configPath       string
+	routes           []routeConfig
+	trustedProxies   []netip.Prefix
+	cacheTTL         time.Duration
+	negativeCacheTTL time.Duration
+	cacheSize        int
+	verifyTimeout    time.Duration
+	apiKeyHeader     string
+	auth             bool
+	stripCredentials bool
+	logLevel         slog.Level
+	shutdownTimeout  time.Duration
+	tlsCertFile      string
+	tlsKeyFile       string
+}
+
+// parseOptions reads flags from args, then fills every flag not given on the command
+// line from its environment variable (looked up with getenv).
+func parseOptions(args []string, getenv func(string) string, usageOut io.Writer) (options, error) {
+	var (
+		o              options
+		upstream       string
+		trustedProxies string
+		logLevel       string
+	)
+	fs := flag.NewFlagSet("apikey-gateway", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&upstream, "upstream", "", "base URL of the service to protect (required), e.g. http://127.0.0.1:9000")
+	fs.StringVar(&o.mount, "mount", apikeyauth.DefaultMount, "path the apikey secrets engine is enabled at")
+	fs.StringVar(&o.configPath, "config", "", "JSON file with routes (path prefix, methods, required scopes); none: any valid key may call any path")
+	fs.StringVar(&trustedProxies, "trusted-proxies", "", "comma-separated CIDRs (or IPs) of proxies in front of the gateway whose X-Forwarded-For is believed")
+	fs.DurationVar(&o.cacheTTL, "cache-ttl", apikeyauth.DefaultCacheTTL, "longest a VALID verify result is reused, and so how late a revocation may take effect (negative: no caching of VALID results)")
+	fs.DurationVar(&o.negativeCacheTTL, "negative-cache-ttl", apikeyauth.DefaultNegativeCacheTTL, "how long a refusal is reused (negative: not at all)")
+	fs.IntVar(&o.cacheSize, "cache-size", apikeyauth.DefaultCacheSize, "most verify results kept (negative: no cache)")
+	fs.DurationVar(&o.verifyTimeout, "verify-timeout", apikeyauth.DefaultVerifyTimeout, "bound on one verify call to Vault")
+	fs.StringVar(&o.apiKeyHeader, "api-key-header", apikeyauth.DefaultAPIKeyHeader, "header holding a bare API key (Authorization: Bearer is always read)")
+	fs.BoolVar(&o.auth, "auth", true, "verify API keys; -auth=false proxies without any check (benchmarks only)")
+	fs.BoolVar(&o.stripCredentials, "strip-credentials", true, "remove Authorization and the API key header before forwarding")
+	fs.StringVar(&o.tlsCertFile, "tls-cert-file", "", "serve HTTPS with this PEM certificate (chain); needs -tls-key-file")
+	fs.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM private key for -tls-cert-file")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after SIGINT/SIGTERM")
+	fs.Usage = func() {
+		fmt.Fprintf(usageOut, "Usage: apikey-gateway -upstream URL [flags]\n\n"+
+			"A reverse proxy that lets through requests with a valid API key from Vault's apikey\n"+
+			"secrets engine. Vault is configured the standard way: VAULT_ADDR, VAULT_TOKEN (a token\n"+
+			"with the verifier policy), VAULT_CACERT, ... Every flag can also be set with\n"+
+			"%s<FLAG> (upper case, '-' as '_'); the command line wins.\n\nFlags:\n", envPrefix)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		v := getenv(name)
+		if onCommandLine[f.Name] || v == "" || envErr != nil {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = fmt.Errorf("%s: %w", name, err)
+		}
+	})
+	if envErr != nil {
+		return options{}, envErr
+	}
+
+	var err error
+	if o.upstream, err = parseUpstream(upstream); err != nil {
+		return options{}, err
+	}
+	if o.trustedProxies, err = parsePrefixes(trustedProxies); err != nil {
+		return options{}, fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return options{}, fmt.Errorf("-log-level: %w", err)
+	}
+	if o.mount = strings.Trim(o.mount, "/"); o.mount == "" {
+		return options{}, errors.New("-mount must not be empty")
+	}
+	if o.verifyTimeout <= 0 {
+		return options{}, errors.New("-verify-timeout must be positive")
+	}
+	if o.shutdownTimeout < 0 {
+		return options{}, errors.New("-shutdown-timeout must not be negative")
+	}
+	if o.apiKeyHeader == "" || strings.EqualFold(o.apiKeyHeader, "Authorization") || strings.ContainsAny(o.apiKeyHeader, " :\t\r\n") {
+		return options{}, fmt.Errorf("-api-key-header %q is not a usable header name", o.apiKeyHeader)
+	}
+	if (o.tlsCertFile == "") != (o.tlsKeyFile == "") {
+		return options{}, errors.New("-tls-cert-file and -tls-key-file go together")
+	}
+	if o.configPath != "" {
+		if o.routes, err = loadRoutes(o.configPath); err != nil {
+			return options{}, err
+		}
+	}
+	return o, nil
+}
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseUpstream(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("-upstream (or %sUPSTREAM) is required", envPrefix)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("-upstream: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("-upstream %q must be an http:// or https:// URL with a host", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("-upstream %q must not have a query, fragment or user info", raw)
+	}
+	return u, nil
+}
+
+// parsePrefixes parses a comma-separated list of CIDRs; a bare address is a network of
+// that one address.
+func parsePrefixes(raw string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range strings.Split(raw, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", item)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// fileConfig is the -config file.
+type fileConfig struct {
+	Routes []routeConfig `json:"routes"`
+}
+
+// routeConfig protects the paths under PathPrefix: requests need a key granted Scopes.
+// Methods restricts the route to those methods (empty: any).
+type routeConfig struct {
+	PathPrefix string   `json:"path_prefix"`
+	Methods    []string `json:"methods,omitempty"`
+	Scopes     []string `json:"scopes,omitempty"`
+	// Cost is counted against the key's max_uses per request (default 1).
+	Cost *int `json:"cost,omitempty"`
+}
+
+func loadRoutes(file string) ([]routeConfig, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("-config: %w", err)
+	}
+	routes, err := parseRoutes(b)
+	if err != nil {
+		return nil, fmt.Errorf("-config %s: %w", file, err)
+	}
+	return routes, nil
+}
+
+// parseRoutes decodes and checks a config file. Unknown fields are errors: a misspelt
+// "scope" must not silently leave a route open to any key.
+func parseRoutes(b []byte) ([]routeConfig, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var cfg fileConfig
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	if len(cfg.Routes) == 0 {
+		return nil, errors.New("no routes: a config file must list at least one route")
+	}
+	seen := map[string]bool{}
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		if err := checkRoute(r); err != nil {
+			return nil, fmt.Errorf("route %d (%.60q): %w", i+1, r.PathPrefix, err)
+		}
+		methods := r.Methods
+		if len(methods) == 0 {
+			methods = []string{""}
+		}
+		for _, m := range methods {
+			k := m + " " + r.PathPrefix
+			if seen[k] {
+				return nil, fmt.Errorf("route %d (%.60q): another route has the same path prefix and method %q", i+1, r.PathPrefix, m)
+			}
+			seen[k] = true
+		}
+	}
+	return cfg.Routes, nil
+}
+
+func checkRoute(r *routeConfig) error {
+	p := r.PathPrefix
+	if !strings.HasPrefix(p, "/") {
+		return errors.New("path_prefix must start with /")
+	}
+	if canonicalPath(p) != p {
+		return errors.New("path_prefix must be a clean path (no //, /./, /../)")
+	}
+	for i, m := range r.Methods {
+		m = strings.ToUpper(strings.TrimSpace(m))
+		if m == "" || strings.ContainsFunc(m, func(c rune) bool { return c < 'A' || c > 'Z' }) {
+			return fmt.Errorf("method %.20q is not an HTTP method", r.Methods[i])
+		}
+		r.Methods[i] = m
+	}
+	if len(r.Methods) != len(slices.Compact(slices.Sorted(slices.Values(r.Methods)))) {
+		return errors.New("a method is listed twice")
+	}
+	if err := scopes.Validate(r.Scopes); err != nil {
+		return fmt.Errorf("scopes: %w", err)
+	}
+	if r.Cost != nil && *r.Cost < 0 {
+		return errors.New("cost must be 0 or more")
+	}
+	return nil
+}
+
+// canonicalPath is p cleaned, keeping a trailing slash.
+func canonicalPath(p string) string {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
