@@ -81,6 +81,7 @@ var verifyResponseFields = map[string]*framework.FieldSchema{
 	"expires_at":     {Type: framework.TypeString, Description: "When the key expires (RFC 3339)."},
 	"ttl":            {Type: framework.TypeInt, Description: "Seconds until the key expires."},
 	"remaining_uses": {Type: framework.TypeInt64, Description: "Uses left under max_uses (only for keys with max_uses)."},
+	"rate_limit":     {Type: framework.TypeFloat, Description: "The key's rate limit in requests per second (only for rate-limited keys)."},
 	"retry_after":    {Type: framework.TypeInt, Description: "Seconds until the rate limit admits a request (RATE_LIMITED only)."},
 }
 
@@ -143,6 +144,10 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	if k.MaxUses > 0 {
 		data["remaining_uses"] = remaining
 	}
+	if k.RateLimit > 0 {
+		// Tells callers that cache results (apikeyauth) to ask for every use.
+		data["rate_limit"] = k.RateLimit
+	}
 	if code == codeRateLimited {
 		data["retry_after"] = int64(math.Ceil(retryAfter.Seconds()))
 	}
@@ -200,8 +205,9 @@ is read), NOT_FOUND (unknown, revoked or wrong key; nothing else is returned), D
 EXPIRED, FORBIDDEN_IP (client_ip missing or outside bound_cidrs), INSUFFICIENT_SCOPE,
 RATE_LIMITED (with retry_after in seconds; limits are per key and per Vault node),
 USAGE_EXCEEDED (max_uses spent), VALID (the use is counted). For every code after
-NOT_FOUND the response also has key_id, role, name, scopes, metadata, expires_at, ttl and,
-for keys with max_uses, remaining_uses. It never contains the key. A missing or empty api_key, or a malformed scope or client_ip, is a 400.
+NOT_FOUND the response also has key_id, role, name, scopes, metadata, expires_at, ttl,
+remaining_uses (keys with max_uses) and rate_limit (rate-limited keys). It never
+contains the key. A missing or empty api_key, or a malformed scope or client_ip, is a 400.
 
 To keep key_id and code readable in audit logs while api_key stays HMAC'd:
   vault secrets tune -audit-non-hmac-response-keys=key_id -audit-non-hmac-response-keys=code \

@@ -211,6 +211,7 @@ func TestVerifyRateLimit(t *testing.T) {
 	require.Equal(t, codeRateLimited, got["code"])
 	require.Equal(t, false, got["valid"])
 	require.Greater(t, got["retry_after"].(int64), int64(900))
+	require.Equal(t, 0.001, got["rate_limit"], "callers that cache learn the key is metered")
 	require.Equal(t, codeValid, e.verifyCode(other.key), "limits are per key")
 
 	// Earlier checks win and take no token.

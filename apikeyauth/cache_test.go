@@ -44,6 +44,11 @@ func TestCacheLifetimes(t *testing.T) {
 			d["remaining_uses"] = 10
 			return d
 		}},
+		{name: "valid with rate_limit: never cached", data: func(now time.Time) map[string]any {
+			d := validData(now, time.Hour)
+			d["rate_limit"] = 5.0
+			return d
+		}},
 		{name: "valid without ttl: not cached", data: func(now time.Time) map[string]any {
 			d := validData(now, time.Hour)
 			delete(d, "ttl")
@@ -190,6 +195,7 @@ func TestConcurrentMissesAreCollapsed(t *testing.T) {
 		{name: "valid", wantCalls: 1},
 		// Each use must be counted by Vault: followers do not share the leader's answer.
 		{name: "valid with remaining_uses", extra: map[string]any{"remaining_uses": 100}, wantCalls: n},
+		{name: "valid with rate_limit", extra: map[string]any{"rate_limit": 2.5}, wantCalls: n},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, Config{})

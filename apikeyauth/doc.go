@@ -49,9 +49,8 @@
 // served from the cache, or collapsed into another request's Vault call, is neither
 // counted nor rate limited. Rate limits are therefore enforced by Vault on cache misses
 // only: with caching on, a key makes at most one Vault call per distinct (scopes, client
-// IP) per CacheTTL, however many requests it sends. To keep max_uses exact, a VALID
-// result that carries remaining_uses (the key has max_uses) is never cached and never
-// shared with collapsed requests: each such request makes its own Vault call. A key
-// with only a rate limit has no such marker in the verify answer; set CacheTTL to a
-// negative value if rate limits must hold per request.
+// IP) per CacheTTL, however many requests it sends. To keep max_uses and rate limits
+// exact, a VALID result for a metered key (verify returns remaining_uses or rate_limit:
+// the key has max_uses or a rate limit) is never cached and never shared with collapsed
+// requests: each such request makes its own Vault call.
 package apikeyauth

@@ -58,6 +58,9 @@ type Result struct {
 	RemainingUses *int64
 	// RetryAfter is set with RATE_LIMITED (and USAGE_EXCEEDED, if Vault sends it).
 	RetryAfter time.Duration
+	// Metered is set when Vault counts every use of the key (it has max_uses or a
+	// rate_limit): such a VALID result is never cached nor shared between requests.
+	Metered bool
 
 	ttlKnown bool
 }
@@ -142,7 +145,7 @@ func (m *Middleware) verify(ctx context.Context, key string, required []string, 
 			return Result{}, out.Err
 		}
 		res := out.Val.(Result)
-		if !led && res.Valid && res.RemainingUses != nil {
+		if !led && res.Valid && res.Metered {
 			// Vault counted one use, for the request that led the call. This request is
 			// another use and must be counted (and possibly refused) by Vault itself.
 			return m.callVault(ctx, key, required, clientIP, cost)
@@ -200,7 +203,7 @@ func (m *Middleware) store(ck cacheKey, res Result) {
 func (m *Middleware) cacheTTL(res Result, now time.Time) time.Duration {
 	if res.Valid {
 		// Vault counts uses only when asked; a cached VALID would skip the counting.
-		if res.RemainingUses != nil || res.Identity == nil || res.Identity.ExpiresAt.IsZero() || !res.ttlKnown {
+		if res.Metered || res.Identity == nil || res.Identity.ExpiresAt.IsZero() || !res.ttlKnown {
 			return 0
 		}
 		return min(m.positiveTTL, res.Identity.ExpiresAt.Sub(now), res.TTL)
@@ -320,6 +323,10 @@ func parseVerify(secret *api.Secret) (Result, error) {
 	if uses, ok := number(d["remaining_uses"]); ok {
 		n := int64(uses)
 		res.RemainingUses = &n
+		res.Metered = true
+	}
+	if rate, ok := number(d["rate_limit"]); ok && rate > 0 {
+		res.Metered = true
 	}
 	if secs, ok := number(d["retry_after"]); ok && secs > 0 {
 		res.RetryAfter = seconds(secs)
