@@ -94,7 +94,7 @@ func (b *backend) keyLock(keyID string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.keyLocks, keyID)
 }
 
-// keyIDFrom validates the key_id path segment. ok is false with a response to return.
+// keyIDFrom validates the key_id path segment; on failure it returns the error response.
 func keyIDFrom(d *framework.FieldData) (string, *logical.Response) {
 	id := d.Get("key_id").(string)
 	if !keyformat.ValidKeyID(id) {
