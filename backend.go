@@ -24,6 +24,9 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
 )
 
+// maxCachedRoles bounds the role cache; a role past it is read from storage.
+const maxCachedRoles = 10_000
+
 // maxRateBuckets bounds the rate limiter's memory (about 100 bytes a bucket).
 const maxRateBuckets = 1_000_000
 
@@ -62,6 +65,8 @@ type backend struct {
 
 	// keyCache answers verify for repeated keys; local writes and Invalidate keep it exact.
 	keyCache *lru.Cache[string, *keyEntry]
+	// roleCache saves issuing a storage read per key; kept exact the same way.
+	roleCache *lru.Cache[string, *role]
 	// rateLimiter holds per-key token buckets: limits are per Vault node.
 	rateLimiter *ratelimit.Limiter
 	// usage counts uses in memory; PeriodicFunc flushes them to the key records.
@@ -77,6 +82,7 @@ func newBackend() *backend {
 	b := &backend{
 		keyLocks:    locksutil.CreateLocks(),
 		keyCache:    lru.New[string, *keyEntry](defaultCacheSize),
+		roleCache:   lru.New[string, *role](maxCachedRoles),
 		rateLimiter: ratelimit.New(maxRateBuckets),
 		usage:       usage.NewTracker(),
 	}
@@ -176,6 +182,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case strings.HasPrefix(key, keyPrefix):
 		b.keyCache.Remove(strings.TrimPrefix(key, keyPrefix))
+	case strings.HasPrefix(key, rolePrefix):
+		b.roleCache.Remove(strings.TrimPrefix(key, rolePrefix))
 	case key == configSecretKey:
 		b.stateMu.Lock()
 		b.mountSecret = nil

@@ -139,7 +139,13 @@ func pathRoles(b *backend) []*framework.Path {
 	}
 }
 
+// getRole returns the role, from the cache when it can. The returned role is shared:
+// callers must not modify it.
 func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
+	if r, ok := b.roleCache.Get(name); ok {
+		return r, nil
+	}
+	generation := b.roleCache.Generation()
 	entry, err := s.Get(ctx, rolePrefix+name)
 	if err != nil {
 		return nil, fmt.Errorf("reading role: %w", err)
@@ -151,6 +157,7 @@ func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (
 	if err := entry.DecodeJSON(&r); err != nil {
 		return nil, fmt.Errorf("decoding role: %w", err)
 	}
+	b.roleCache.AddIfUnchanged(name, &r, generation)
 	return &r, nil
 }
 
@@ -186,15 +193,15 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	b.roleLock.Lock()
 	defer b.roleLock.Unlock()
 
-	r, err := b.getRole(ctx, req.Storage, name)
+	stored, err := b.getRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
-	if r == nil {
-		if req.Operation == logical.UpdateOperation {
-			return logical.ErrorResponse("role %q does not exist", name), nil
-		}
-		r = &role{KeyPrefix: keyformat.DefaultPrefix}
+	r := &role{KeyPrefix: keyformat.DefaultPrefix}
+	if stored != nil {
+		*r = *stored // a copy: the stored role is shared with readers
+	} else if req.Operation == logical.UpdateOperation {
+		return logical.ErrorResponse("role %q does not exist", name), nil
 	}
 
 	// Only fields present in the request change: an update that sets ttl keeps scopes.
@@ -234,9 +241,11 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
+	b.roleCache.Remove(name) // also invalidates loads in flight
 	if err := req.Storage.Put(ctx, entry); err != nil {
 		return nil, fmt.Errorf("storing role: %w", err)
 	}
+	b.roleCache.Add(name, r)
 	return nil, nil
 }
 
@@ -245,9 +254,12 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	defer b.roleLock.Unlock()
 	// Keys already issued keep working until their leases end: revocation needs only the
 	// lease's InternalData, and verify only the key record.
-	if err := req.Storage.Delete(ctx, rolePrefix+d.Get("name").(string)); err != nil {
+	name := d.Get("name").(string)
+	b.roleCache.Remove(name)
+	if err := req.Storage.Delete(ctx, rolePrefix+name); err != nil {
 		return nil, fmt.Errorf("deleting role: %w", err)
 	}
+	b.roleCache.Remove(name)
 	return nil, nil
 }
 

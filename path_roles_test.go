@@ -107,3 +107,22 @@ func TestRoleNameValidation(t *testing.T) {
 	_, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.CreateOperation, Path: "roles/a/b", Storage: e.storage})
 	require.ErrorIs(t, err, logical.ErrUnsupportedPath)
 }
+
+func TestRoleCacheStaysExact(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"scopes": "a", "key_prefix": "one"})
+	require.True(t, strings.HasPrefix(e.issue("svc", nil).key, "one_"), "role now cached")
+
+	e.mustOK(logical.UpdateOperation, "roles/svc", map[string]interface{}{"key_prefix": "two"})
+	require.True(t, strings.HasPrefix(e.issue("svc", nil).key, "two_"), "a local write replaces the cached role")
+
+	// Another node changed the role: storage changes, then Vault calls Invalidate.
+	entry, err := logical.StorageEntryJSON(rolePrefix+"svc", &role{Scopes: []string{"a"}, KeyPrefix: "three"})
+	require.NoError(t, err)
+	require.NoError(t, e.storage.Put(e.ctx, entry))
+	e.b.invalidate(e.ctx, rolePrefix+"svc")
+	require.True(t, strings.HasPrefix(e.issue("svc", nil).key, "three_"))
+
+	e.mustOK(logical.DeleteOperation, "roles/svc", nil)
+	e.mustFail(logical.ReadOperation, "creds/svc", nil, "does not exist")
+}
