@@ -35,6 +35,9 @@ func NewTracker() *Tracker { return &Tracker{counters: make(map[string]*Counter)
 // It returns whether the use was allowed and how many uses remain (-1 if unlimited).
 // A cost of 0 checks without counting: it is refused only when nothing is left.
 func (t *Tracker) Use(key string, cost, limit, stored int64, storedLast, now time.Time) (bool, int64) {
+	if cost == 0 && limit <= 0 {
+		return true, -1 // nothing to check, nothing to count
+	}
 	for {
 		c := t.counter(key, stored, storedLast)
 		c.mu.Lock()
