@@ -238,7 +238,7 @@ func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	if resp := rotatable(old, id, time.Now()); resp != nil {
+	if resp := rotatable(old, id, req.ID, time.Now()); resp != nil {
 		return resp, nil
 	}
 	b.roleLock.RLock()
@@ -269,17 +269,27 @@ func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 	defer lock.Unlock()
 	current, err := b.storageKeyEntry(ctx, req.Storage, id)
 	if err == nil {
-		if refused := rotatable(current, id, time.Now()); refused != nil {
+		if refused := rotatable(current, id, req.ID, time.Now()); refused != nil {
 			// The old key was revoked or rotated meanwhile: withdraw the new key. No lock
 			// is needed for it: nobody has its key_id yet.
 			return refused, b.deleteKeyEntry(ctx, req.Storage, newID)
 		}
 		next := *current
-		next.ReplacedBy = newID
-		next.InvalidAfter = time.Now().UTC().Add(grace).Truncate(time.Second)
-		if until := current.validUntil(); until.Before(next.InvalidAfter) {
-			next.InvalidAfter = until // a grace never extends the old key's life
+		if isRotationReplay(current, req.ID) {
+			// Vault replays a request once when the plugin process died under it: the
+			// first attempt's replacement never reached anyone (Vault made no lease for
+			// it), so withdraw it and hand out this one. The grace was set then.
+			if err := b.deleteKeyEntry(ctx, req.Storage, current.ReplacedBy); err != nil {
+				return nil, errors.Join(err, b.deleteKeyEntry(ctx, req.Storage, newID))
+			}
+		} else {
+			next.InvalidAfter = time.Now().UTC().Add(grace).Truncate(time.Second)
+			if until := current.validUntil(); until.Before(next.InvalidAfter) {
+				next.InvalidAfter = until // a grace never extends the old key's life
+			}
 		}
+		next.ReplacedBy = newID
+		next.RotationRequestID = req.ID
 		if err = b.putKeyEntry(ctx, req.Storage, &next); err == nil {
 			resp.Data["old_key_id"] = id
 			resp.Data["old_expires_at"] = next.InvalidAfter.Format(time.RFC3339)
@@ -289,17 +299,25 @@ func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 	return nil, errors.Join(err, b.deleteKeyEntry(ctx, req.Storage, newID))
 }
 
-// rotatable returns an error response when k cannot be rotated.
-func rotatable(k *keyEntry, id string, now time.Time) *logical.Response {
+// rotatable returns an error response when k cannot be rotated by request requestID.
+func rotatable(k *keyEntry, id, requestID string, now time.Time) *logical.Response {
 	switch {
 	case k == nil:
 		return logical.ErrorResponse("key %s does not exist", id)
+	case isRotationReplay(k, requestID):
+		return nil
 	case k.ReplacedBy != "":
 		return logical.ErrorResponse("key %s was already rotated (replaced by %s)", id, k.ReplacedBy)
 	case !now.Before(k.validUntil()):
 		return logical.ErrorResponse("key %s has expired: issue a new key", id)
 	}
 	return nil
+}
+
+// isRotationReplay reports whether k was rotated by this very request before: Vault
+// retries a request with the same ID after restarting a crashed plugin.
+func isRotationReplay(k *keyEntry, requestID string) bool {
+	return requestID != "" && k.ReplacedBy != "" && k.RotationRequestID == requestID
 }
 
 const keyRotateHelpSyn = `Issue a replacement for a key, with a grace period for the old one.`

@@ -168,3 +168,37 @@ func TestRotateEdgeCases(t *testing.T) {
 		require.Equal(t, []string{old.keyID}, list, "no key issued by a refused rotation")
 	})
 }
+
+// TestRotateReplayAfterPluginCrash: Vault replays a request, same ID, when the plugin
+// died while handling it. The replay must hand out a working replacement, and the first
+// attempt's replacement (which reached nobody) must be withdrawn.
+func TestRotateReplayAfterPluginCrash(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	old := e.issue("svc", nil)
+	rotate := func(requestID string) (*logical.Response, error) {
+		return e.b.HandleRequest(e.ctx, &logical.Request{
+			ID: requestID, Operation: logical.UpdateOperation, Path: "keys/" + old.keyID + "/rotate",
+			Data: map[string]interface{}{"grace_period": "1m"}, Storage: e.storage,
+		})
+	}
+	first, err := rotate("req-1")
+	require.NoError(t, err)
+	lost := first.Data["key_id"].(string)
+
+	replay, err := rotate("req-1")
+	require.NoError(t, err)
+	require.False(t, replay.IsError(), "%v", replay.Data)
+	delivered := replay.Data["api_key"].(string)
+	require.NotEqual(t, lost, replay.Data["key_id"])
+	require.Equal(t, first.Data["old_expires_at"], replay.Data["old_expires_at"], "the grace is not restarted")
+	require.Equal(t, codeValid, e.verifyCode(delivered))
+	require.Equal(t, codeNotFound, e.verifyCode(first.Data["api_key"].(string)), "the undelivered key is withdrawn")
+	require.Nil(t, e.do(logical.ReadOperation, "keys/"+lost, nil))
+
+	// Another request (a client retry) is refused as before.
+	e.mustFail(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", nil, "already rotated")
+	retry, err := rotate("req-2")
+	require.NoError(t, err)
+	require.True(t, retry.IsError())
+}
