@@ -33,7 +33,28 @@ integration-test: build
 	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" \
 		$(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...
 
+# The Go microbenchmarks, then the load harness (bench/load): a Vault dev server with the
+# plugin, loaded over loopback HTTP; prints one table of req/s, p50, p99 and the issue-6
+# ratios with their targets (misses are reported, never a failure). About 3-4 minutes on
+# 2 cores. BENCH_FLAGS passes flags to the harness, e.g. BENCH_FLAGS="-d 10s -md bench.md"
+# (go run ./bench/load -h lists them). The gateway rows are skipped, with a note, when
+# cmd/apikey-gateway does not build.
 bench:
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory bench-go build && \
+	vault_bin="$$(scripts/vault-bin.sh)" && \
+	if CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN_DIR)/apikey-gateway ./cmd/apikey-gateway; then \
+		gateway=$(BIN_DIR)/apikey-gateway; \
+	else \
+		echo "bench: cmd/apikey-gateway does not build: the gateway rows are skipped" >&2; gateway=; \
+	fi && \
+	$(GO) build -o $(BIN_DIR)/apikey-load ./bench/load && \
+	$(BIN_DIR)/apikey-load -vault "$$vault_bin" -plugin $(PLUGIN_BIN) -gateway "$$gateway" $(BENCH_FLAGS); \
+	rc=$$?; echo "bench: total $$(( $$(date +%s) - start ))s"; exit $$rc
+
+# The Go microbenchmarks only.
+.PHONY: bench-go
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # Each fuzz target for FUZZTIME (the corpus alone runs in every `go test`).
@@ -66,3 +87,17 @@ gateway-dev:
 	@test -n "$$VAULT_TOKEN" || { echo "gateway-dev: VAULT_TOKEN is not set: run 'make dev' and export what it prints" >&2; exit 1; }
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(GATEWAY_BIN) ./cmd/apikey-gateway
 	$(GATEWAY_BIN) $(GATEWAY_FLAGS)
+
+# The crash, HA and concurrency scenarios of the integration suite for longer, with faults
+# injected again and again (plugin kills, leader kills on a 3-node raft cluster), for
+# SOAK_DURATION in total (default 5m; it stops by itself). Prints a summary: operations
+# done, faults injected, invariant violations (the target fails unless there are none).
+SOAK_DURATION ?= 5m
+SOAK_TIMEOUT  ?= 3h
+
+.PHONY: soak
+soak: build
+	@vault_bin="$$(scripts/vault-bin.sh)" && \
+	echo "VAULT_BIN=$$vault_bin PLUGIN_BIN=$(PLUGIN_BIN) SOAK_DURATION=$(SOAK_DURATION)" && \
+	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" APIKEY_SOAK=1 SOAK_DURATION="$(SOAK_DURATION)" \
+		$(GO) test -tags integration -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestSoak$$' ./integration/...

@@ -43,7 +43,11 @@ const (
 // Factory is the plugin's logical.Factory.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
-	if err := b.Setup(ctx, conf); err != nil {
+	withCache := *conf
+	if conf.System != nil {
+		withCache.System = &cachedSystemView{SystemView: conf.System}
+	}
+	if err := b.Setup(ctx, &withCache); err != nil {
 		return nil, err
 	}
 	return b, nil
