@@ -58,6 +58,9 @@ type route struct {
 	handler http.Handler
 }
 
+// upstreamIdleConns is how many idle keep-alive connections to the upstream are kept.
+const upstreamIdleConns = 256
+
 // newGateway returns the gateway's handler. mw nil means -auth=false.
 func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logger) http.Handler {
 	g := &gateway{
@@ -68,9 +71,15 @@ func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logg
 		credentialHeaders: []string{"Authorization", o.apiKeyHeader},
 		metricsHandler:    promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}),
 	}
+	// The default transport keeps 2 idle connections per host: under concurrency the
+	// gateway would dial the upstream for most requests.
+	upstream := http.DefaultTransport.(*http.Transport).Clone()
+	upstream.MaxIdleConns = upstreamIdleConns
+	upstream.MaxIdleConnsPerHost = upstreamIdleConns
 	proxy := &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
 		ErrorHandler: g.proxyError,
+		Transport:    upstream,
 	}
 	forward := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if id, ok := apikeyauth.IdentityFrom(r.Context()); ok {
