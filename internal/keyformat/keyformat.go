@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"regexp"
 	"strings"
 )
 
@@ -38,8 +37,6 @@ const (
 	MaxKeyLen = 10 + 1 + BodyLen
 )
 
-var prefixPattern = regexp.MustCompile(`^[a-z][a-z0-9]{1,9}$`)
-
 // Errors returned by Parse. They never contain the key itself.
 var (
 	ErrBadPrefix   = errors.New("key prefix is missing or invalid")
@@ -48,8 +45,19 @@ var (
 	ErrBadChecksum = errors.New("key checksum does not match")
 )
 
-// ValidPrefix reports whether p may be used as a key prefix.
-func ValidPrefix(p string) bool { return prefixPattern.MatchString(p) }
+// ValidPrefix reports whether p may be used as a key prefix: ^[a-z][a-z0-9]{1,9}$,
+// checked by hand because it runs on every verify.
+func ValidPrefix(p string) bool {
+	if len(p) < 2 || len(p) > 10 || p[0] < 'a' || p[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidKeyID reports whether id has the shape of a key_id (it may still be unknown).
 func ValidKeyID(id string) bool { return len(id) == KeyIDLen && isBase62(id) }

@@ -3,6 +3,7 @@ package keyformat
 import (
 	"bytes"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -96,6 +97,13 @@ func TestParseRejects(t *testing.T) {
 				require.NotContains(t, err.Error(), valid[3:])
 			}
 		})
+	}
+}
+
+func TestValidPrefixMatchesThePattern(t *testing.T) {
+	pattern := regexp.MustCompile(`^[a-z][a-z0-9]{1,9}$`)
+	for _, p := range []string{"", "a", "ab", "a1", "1a", "vk", "abcdefghij", "abcdefghijk", "aB", "a_", "a-b", "zz9", "é1", "a\x00"} {
+		require.Equal(t, pattern.MatchString(p), ValidPrefix(p), "%q", p)
 	}
 }
 
