@@ -178,6 +178,18 @@ type failingStorage struct {
 	logical.Storage
 	failDelete bool
 	failGet    bool
+	// putLandsButFails makes Put of this key write and then report an error.
+	putLandsButFails string
+}
+
+func (s *failingStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	if err := s.Storage.Put(ctx, entry); err != nil {
+		return err
+	}
+	if entry.Key == s.putLandsButFails {
+		return errStorageDown
+	}
+	return nil
 }
 
 func (s *failingStorage) Delete(ctx context.Context, key string) error {

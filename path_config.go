@@ -31,6 +31,7 @@ type settings struct {
 const (
 	defaultTidySafetyBuffer = time.Hour
 	defaultTidyInterval     = time.Hour
+	minTidySafetyBuffer     = time.Minute
 )
 
 func defaultSettings() *settings {
@@ -130,6 +131,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 				return logical.ErrorResponse(err.Error()), nil
 			}
 		}
+	}
+	if next.TidySafetyBuffer < minTidySafetyBuffer {
+		// Expiry times are kept to the second and a lease ends a moment after its record
+		// says; a buffer keeps tidy clear of leases that are still running.
+		return logical.ErrorResponse("tidy_safety_buffer must be at least %s", minTidySafetyBuffer), nil
 	}
 	if next.CacheSize < 1 || next.CacheSize > maxCacheSize {
 		return logical.ErrorResponse("cache_size must be between 1 and %d", maxCacheSize), nil

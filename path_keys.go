@@ -290,7 +290,15 @@ func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 		}
 		next.ReplacedBy = newID
 		next.RotationRequestID = req.ID
-		if err = b.putKeyEntry(ctx, req.Storage, &next); err == nil {
+		err = b.putKeyEntry(ctx, req.Storage, &next)
+		if err != nil {
+			// The write may have landed although it reported an error: then the old key
+			// already points at the new one, which must not be withdrawn.
+			if landed, readErr := b.storageKeyEntry(ctx, req.Storage, id); readErr == nil && landed != nil && landed.ReplacedBy == newID {
+				err = nil
+			}
+		}
+		if err == nil {
 			resp.Data["old_key_id"] = id
 			resp.Data["old_expires_at"] = next.InvalidAfter.Format(time.RFC3339)
 			return resp, nil
@@ -308,6 +316,9 @@ func rotatable(k *keyEntry, id, requestID string, now time.Time) *logical.Respon
 		return nil
 	case k.ReplacedBy != "":
 		return logical.ErrorResponse("key %s was already rotated (replaced by %s)", id, k.ReplacedBy)
+	case k.Disabled:
+		// A disabled key may be compromised: rotating it must not mint a working one.
+		return logical.ErrorResponse("key %s is disabled: enable it before rotating, or issue a new key", id)
 	case !now.Before(k.validUntil()):
 		return logical.ErrorResponse("key %s has expired: issue a new key", id)
 	}

@@ -141,6 +141,27 @@ func TestRotateEdgeCases(t *testing.T) {
 		resp := e.mustOK(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", map[string]interface{}{"grace_period": "1h"})
 		require.Equal(t, old.data["expires_at"], resp.Data["old_expires_at"])
 	})
+	t.Run("a write that landed despite an error keeps the new key", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.writeRole("svc", nil)
+		old := e.issue("svc", nil)
+		flaky := &failingStorage{Storage: e.storage, putLandsButFails: keyPrefix + old.keyID}
+		resp, err := e.b.HandleRequest(e.ctx, &logical.Request{
+			Operation: logical.UpdateOperation, Path: "keys/" + old.keyID + "/rotate", Storage: flaky,
+		})
+		require.NoError(t, err)
+		require.False(t, resp.IsError(), "%v", resp.Data)
+		require.Equal(t, codeValid, e.verifyCode(resp.Data["api_key"].(string)))
+		require.Equal(t, codeExpired, e.verifyCode(old.key))
+	})
+	t.Run("disabled key cannot be rotated", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.writeRole("svc", nil)
+		old := e.issue("svc", nil)
+		e.mustOK(logical.UpdateOperation, "keys/"+old.keyID, map[string]interface{}{"disabled": true})
+		e.mustFail(logical.UpdateOperation, "keys/"+old.keyID+"/rotate", nil, "is disabled")
+		require.Equal(t, []string{old.keyID}, e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"])
+	})
 	t.Run("role deleted", func(t *testing.T) {
 		e := newTestEnv(t)
 		e.writeRole("svc", nil)

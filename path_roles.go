@@ -22,6 +22,7 @@ const (
 	maxMetadataKey   = 128
 	maxMetadataValue = 512
 	maxBoundCIDRs    = 64
+	minRateLimit     = 1.0 / 86400
 )
 
 // role is the stored definition keys are issued from.
@@ -277,8 +278,8 @@ func (r *role) validate() error {
 	if _, err := parseCIDRs(r.BoundCIDRs); err != nil {
 		return fmt.Errorf("bound_cidrs: %w", err)
 	}
-	if r.RateLimit < 0 || r.RateLimit != r.RateLimit || r.RateLimit > 1e9 {
-		return fmt.Errorf("rate_limit must be between 0 (off) and 1e9 requests per second")
+	if r.RateLimit != 0 && !(r.RateLimit >= minRateLimit && r.RateLimit <= 1e9) {
+		return fmt.Errorf("rate_limit must be 0 (off) or between %g (one a day) and 1e9 requests per second", minRateLimit)
 	}
 	if r.RateLimitBurst < 0 || r.RateLimitBurst > 1_000_000_000 {
 		return fmt.Errorf("rate_limit_burst must be between 0 and 1e9")

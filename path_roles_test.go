@@ -76,6 +76,7 @@ func TestRoleValidation(t *testing.T) {
 		{"scope inner star", map[string]interface{}{"scopes": "or*ders"}, "scopes"},
 		{"duplicate scope", map[string]interface{}{"scopes": "a,a"}, "listed twice"},
 		{"negative rate", map[string]interface{}{"rate_limit": -1}, "rate_limit"},
+		{"rate below one a day", map[string]interface{}{"rate_limit": 1e-300}, "rate_limit"},
 		{"burst without rate", map[string]interface{}{"rate_limit_burst": 3}, "rate_limit_burst"},
 		{"negative burst", map[string]interface{}{"rate_limit": 1, "rate_limit_burst": -3}, "rate_limit_burst"},
 		{"negative max_uses", map[string]interface{}{"max_uses": -1}, "max_uses"},

@@ -142,8 +142,8 @@ func (b *backend) flushOne(ctx context.Context, s logical.Storage, keyID string,
 		b.usage.Forget(keyID)
 		return nil
 	}
-	if k.UseCount == count && k.LastUsedAt.Equal(lastUsed) {
-		return nil
+	if count <= k.UseCount {
+		return nil // already stored, or a newer count is (counts only grow)
 	}
 	next := *k
 	next.UseCount = count

@@ -23,7 +23,7 @@ func TestTidyRemovesOnlyExpiredRecords(t *testing.T) {
 	recent := e.issue("svc", nil) // expired, but within the safety buffer
 	old := e.issue("svc", nil)    // expired long ago: its lease is gone
 	rotated := e.issue("svc", nil)
-	setExpiry(t, e, recent.keyID, time.Now().Add(-time.Minute))
+	setExpiry(t, e, recent.keyID, time.Now().Add(-90*time.Second))
 	setExpiry(t, e, old.keyID, time.Now().Add(-2*time.Hour))
 	// A rotated-out key stops verifying at once but its lease lives on: keep its record.
 	e.mustOK(logical.UpdateOperation, "keys/"+rotated.keyID+"/rotate", nil)
@@ -40,8 +40,9 @@ func TestTidyRemovesOnlyExpiredRecords(t *testing.T) {
 	require.Equal(t, codeNotFound, e.verifyCode(old.key))
 	require.NoError(t, e.revoke(old), "the lease of a tidied key still revokes")
 
-	// With a zero buffer the recently expired record goes too, the live one stays.
-	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"tidy_safety_buffer": 0})
+	// With the smallest buffer the recently expired record goes too, the live one stays.
+	e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"tidy_safety_buffer": 0}, "at least 1m")
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"tidy_safety_buffer": "1m"})
 	got = e.mustOK(logical.UpdateOperation, "tidy", nil).Data
 	require.Equal(t, 1, got["deleted"])
 	require.Equal(t, codeValid, e.verifyCode(live.key))

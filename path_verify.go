@@ -27,6 +27,9 @@ const (
 	codeValid             = "VALID"
 )
 
+// maxCost bounds verify's cost, so that no sum of costs can overflow a use count.
+const maxCost = 1 << 31
+
 func pathVerify(b *backend) *framework.Path {
 	return &framework.Path{
 		Pattern: "verify",
@@ -113,8 +116,8 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		clientIP = ip.Unmap()
 	}
 	cost := int64(d.Get("cost").(int))
-	if cost < 0 {
-		return logical.ErrorResponse("cost must be 0 or more"), nil
+	if cost < 0 || cost > maxCost {
+		return logical.ErrorResponse("cost must be between 0 and %d", maxCost), nil
 	}
 
 	parsed, err := keyformat.Parse(key)

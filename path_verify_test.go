@@ -214,6 +214,14 @@ func TestVerifyRateLimit(t *testing.T) {
 	require.Equal(t, 0.001, got["rate_limit"], "callers that cache learn the key is metered")
 	require.Equal(t, codeValid, e.verifyCode(other.key), "limits are per key")
 
+	// A tiny rate never yields a negative or absurd retry_after.
+	e.writeRole("slow", map[string]interface{}{"rate_limit": minRateLimit})
+	slow := e.issue("slow", nil)
+	require.Equal(t, codeValid, e.verifyCode(slow.key))
+	got = e.verify(map[string]interface{}{"api_key": slow.key})
+	require.Equal(t, codeRateLimited, got["code"])
+	require.InDelta(t, 86400, got["retry_after"].(int64), 2)
+
 	// Earlier checks win and take no token.
 	e.writeRole("scoped", map[string]interface{}{"scopes": "a", "rate_limit": 0.001, "rate_limit_burst": 1})
 	s := e.issue("scoped", nil)
@@ -253,6 +261,14 @@ func TestVerifyQuota(t *testing.T) {
 	read := e.mustOK(logical.ReadOperation, "keys/"+k.keyID, nil).Data
 	require.Equal(t, int64(0), read["remaining_uses"])
 	require.Equal(t, int64(5), read["use_count"])
+
+	// A huge cost can neither overflow the count nor buy uses back.
+	fresh := e.issue("svc", nil)
+	require.Equal(t, codeValid, e.verify(map[string]interface{}{"api_key": fresh.key, "cost": 1})["code"])
+	e.mustFail(logical.UpdateOperation, "verify", map[string]interface{}{"api_key": fresh.key, "cost": int64(9223372036854775807)}, "cost")
+	got = e.verify(map[string]interface{}{"api_key": fresh.key, "cost": maxCost})
+	require.Equal(t, codeUsageExceeded, got["code"])
+	require.Equal(t, int64(4), got["remaining_uses"])
 }
 
 func TestVerifyConcurrentQuotaAndRateLimit(t *testing.T) {

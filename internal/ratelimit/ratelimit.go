@@ -13,6 +13,9 @@ import (
 	"time"
 )
 
+// maxWait bounds the wait Allow reports.
+const maxWait = 365 * 24 * time.Hour
+
 // Limiter holds the buckets.
 type Limiter struct {
 	mu         sync.Mutex
@@ -82,8 +85,9 @@ func (l *Limiter) Allow(key string, rate float64, burst int, now time.Time) (boo
 		b.tokens--
 		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / rate * float64(time.Second))
-	return false, wait
+	// Clamped in floating point: for a tiny rate the quotient would overflow a Duration.
+	wait := math.Min((1-b.tokens)/rate, maxWait.Seconds())
+	return false, time.Duration(wait * float64(time.Second))
 }
 
 // Forget drops key's bucket (the key was revoked or deleted).

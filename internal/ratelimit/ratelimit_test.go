@@ -50,6 +50,16 @@ func TestDefaults(t *testing.T) {
 	require.Zero(t, wait)
 }
 
+func TestTinyRateWaitIsClamped(t *testing.T) {
+	l := New(1)
+	now := time.Unix(0, 0)
+	ok, _ := l.Allow("k", 1e-300, 1, now)
+	require.True(t, ok)
+	ok, wait := l.Allow("k", 1e-300, 1, now)
+	require.False(t, ok)
+	require.Equal(t, maxWait, wait)
+}
+
 func TestKeysAreIndependentAndBounded(t *testing.T) {
 	l := New(2)
 	now := time.Unix(0, 0)

@@ -50,7 +50,7 @@ func (t *Tracker) Use(key string, cost, limit, stored int64, storedLast, now tim
 		case limit > 0 && cost == 0:
 			allowed = c.count < limit
 		case limit > 0:
-			allowed = c.count+cost <= limit
+			allowed = cost <= limit-c.count // never c.count+cost: it could overflow
 		}
 		if limit > 0 {
 			c.quota = true

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,7 @@ func TestUseQuota(t *testing.T) {
 		{"cost too big is not counted", 5, 0, []int64{4, 2, 1}, []bool{true, false, true}, 0},
 		{"starts from stored", 5, 4, []int64{1, 1}, []bool{true, false}, 0},
 		{"cost zero checks only", 2, 1, []int64{0, 1, 0}, []bool{true, true, false}, 0},
+		{"a huge cost does not overflow", 10, 0, []int64{1, math.MaxInt64, 1}, []bool{true, false, true}, 8},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
