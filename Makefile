@@ -11,6 +11,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN_DIR)/apikey-gateway ./cmd/apikey-gateway
 
 # Prints the path of a Vault server binary, building and caching it on first use.
 vault:
