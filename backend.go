@@ -59,7 +59,8 @@ type backend struct {
 
 	// keyLocks serialise read-modify-write of one key record (update, rotate, revoke).
 	keyLocks []*locksutil.LockEntry
-	// roleLock serialises role writes against issues reading the role.
+	// roleLock serialises role writes (read-modify-write). Readers take no lock: the
+	// role cache's generation check keeps what they read exact.
 	roleLock sync.RWMutex
 
 	// stateMu guards the lazily loaded mount secret and settings below.
@@ -214,21 +215,14 @@ func (b *backend) getMountSecret(ctx context.Context, s logical.Storage) ([]byte
 	if secret != nil {
 		return secret, nil
 	}
-	entry, err := s.Get(ctx, configSecretKey)
-	if err != nil {
-		return nil, fmt.Errorf("reading mount secret: %w", err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var stored secretEntry
-	if err := entry.DecodeJSON(&stored); err != nil || len(stored.HMACKey) != hmacKeyLen {
-		return nil, errors.New("stored mount secret is corrupt")
+	secret, err := loadMountSecret(ctx, s)
+	if err != nil || secret == nil {
+		return nil, err
 	}
 	b.stateMu.Lock()
-	b.mountSecret = stored.HMACKey
+	b.mountSecret = secret
 	b.stateMu.Unlock()
-	return stored.HMACKey, nil
+	return secret, nil
 }
 
 // ensureMountSecret returns the mount secret, generating and storing it on first use.
@@ -242,30 +236,41 @@ func (b *backend) ensureMountSecret(ctx context.Context, s logical.Storage) ([]b
 	if b.mountSecret != nil {
 		return b.mountSecret, nil
 	}
-	// Another node or an earlier request may have written it since our read.
-	if entry, err := s.Get(ctx, configSecretKey); err != nil {
-		return nil, fmt.Errorf("reading mount secret: %w", err)
-	} else if entry != nil {
-		var stored secretEntry
-		if err := entry.DecodeJSON(&stored); err != nil || len(stored.HMACKey) != hmacKeyLen {
-			return nil, errors.New("stored mount secret is corrupt")
+	// Another request may have stored it since our read.
+	secret, err := loadMountSecret(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if secret == nil {
+		if secret, err = newHMACKey(); err != nil {
+			return nil, err
 		}
-		b.mountSecret = stored.HMACKey
-		return b.mountSecret, nil
-	}
-	secret, err := newHMACKey()
-	if err != nil {
-		return nil, err
-	}
-	entry, err := logical.StorageEntryJSON(configSecretKey, secretEntry{HMACKey: secret})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return nil, fmt.Errorf("storing mount secret: %w", err)
+		entry, err := logical.StorageEntryJSON(configSecretKey, secretEntry{HMACKey: secret})
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Put(ctx, entry); err != nil {
+			return nil, fmt.Errorf("storing mount secret: %w", err)
+		}
 	}
 	b.mountSecret = secret
 	return secret, nil
+}
+
+// loadMountSecret reads the stored secret; nil if there is none.
+func loadMountSecret(ctx context.Context, s logical.Storage) ([]byte, error) {
+	entry, err := s.Get(ctx, configSecretKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading mount secret: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var stored secretEntry
+	if err := entry.DecodeJSON(&stored); err != nil || len(stored.HMACKey) != hmacKeyLen {
+		return nil, errors.New("stored mount secret is corrupt")
+	}
+	return stored.HMACKey, nil
 }
 
 // keyHash is what storage holds instead of the key.

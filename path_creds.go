@@ -71,9 +71,7 @@ type issueRequest struct {
 
 func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	roleName := d.Get("role").(string)
-	b.roleLock.RLock()
 	r, err := b.getRole(ctx, req.Storage, roleName)
-	b.roleLock.RUnlock()
 	if err != nil {
 		return nil, err
 	}

@@ -241,9 +241,7 @@ func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 	if resp := rotatable(old, id, req.ID, time.Now()); resp != nil {
 		return resp, nil
 	}
-	b.roleLock.RLock()
 	r, err := b.getRole(ctx, req.Storage, old.Role)
-	b.roleLock.RUnlock()
 	if err != nil {
 		return nil, err
 	}

@@ -176,8 +176,6 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 }
 
 func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	b.roleLock.RLock()
-	defer b.roleLock.RUnlock()
 	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
 	if err != nil || r == nil {
 		return nil, err
