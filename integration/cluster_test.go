@@ -126,33 +126,14 @@ func StartCluster(t *testing.T, n int) *Cluster {
 }
 
 func (c *Cluster) nodeConfig(i int) string {
-	s := c.Nodes[i]
-	var join strings.Builder
+	var storageExtra strings.Builder
+	fmt.Fprintf(&storageExtra, "  performance_multiplier = %d\n", clusterPerfMultiplier)
 	for j, o := range c.Nodes {
 		if j != i {
-			fmt.Fprintf(&join, "  retry_join {\n    leader_api_addr = %q\n  }\n", o.Addr)
+			fmt.Fprintf(&storageExtra, "  retry_join {\n    leader_api_addr = %q\n  }\n", o.Addr)
 		}
 	}
-	return fmt.Sprintf(`
-storage "raft" {
-  path                   = %q
-  node_id                = "node%d"
-  performance_multiplier = %d
-%s}
-
-listener "tcp" {
-  address         = "127.0.0.1:%d"
-  cluster_address = "127.0.0.1:%d"
-  tls_disable     = true
-}
-
-api_addr         = "http://127.0.0.1:%d"
-cluster_addr     = "https://127.0.0.1:%d"
-disable_mlock    = true
-plugin_directory = %q
-log_level        = "debug"
-ui               = false
-`, s.DataDir, i, clusterPerfMultiplier, join.String(), s.port, s.clusterPort, s.port, s.clusterPort, s.PluginDir)
+	return c.Nodes[i].raftConfigWith(fmt.Sprintf("node%d", i), storageExtra.String())
 }
 
 // startNode starts s with its config on its (held) ports and waits until it answers

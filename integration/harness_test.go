@@ -253,12 +253,16 @@ func StartRaftServer(t *testing.T) *Server {
 	return s
 }
 
-func (s *Server) raftConfig() string {
+func (s *Server) raftConfig() string { return s.raftConfigWith("node1", "") }
+
+// raftConfigWith is the server config for integrated storage; storageExtra goes inside
+// the storage stanza (the cluster harness adds retry_join and tuning there).
+func (s *Server) raftConfigWith(nodeID, storageExtra string) string {
 	return fmt.Sprintf(`
 storage "raft" {
   path    = %q
-  node_id = "node1"
-}
+  node_id = %q
+%s}
 
 listener "tcp" {
   address         = "127.0.0.1:%d"
@@ -272,7 +276,7 @@ disable_mlock    = true
 plugin_directory = %q
 log_level        = "debug"
 ui               = false
-`, s.DataDir, s.port, s.clusterPort, s.port, s.clusterPort, s.PluginDir)
+`, s.DataDir, nodeID, storageExtra, s.port, s.clusterPort, s.port, s.clusterPort, s.PluginDir)
 }
 
 // Unseal reads the unseal key from InitPath (as an operator would from a file) and
