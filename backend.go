@@ -27,6 +27,9 @@ import (
 // maxCachedRoles bounds the role cache; a role past it is read from storage.
 const maxCachedRoles = 10_000
 
+// maxUnknownKeys bounds the cache of key_ids known not to exist (about 100 bytes each).
+const maxUnknownKeys = 100_000
+
 // maxRateBuckets bounds the rate limiter's memory (about 100 bytes a bucket).
 const maxRateBuckets = 1_000_000
 
@@ -70,6 +73,14 @@ type backend struct {
 
 	// keyCache answers verify for repeated keys; local writes and Invalidate keep it exact.
 	keyCache *lru.Cache[string, *keyEntry]
+	// unknownKeys remembers key_ids storage does not hold, so that a flood of well-formed
+	// keys with made-up ids costs no storage read after the first. Kept exact like
+	// keyCache: every write of a key record removes its id, and so does Invalidate.
+	unknownKeys *lru.Cache[string, struct{}]
+	// verifyReplays holds recent verify results by request_id, so that a verify the
+	// client retried (after a 5xx it got although the first attempt counted) is not
+	// charged twice.
+	verifyReplays *lru.Cache[verifyReplayKey, verifyReplay]
 	// roleCache saves issuing a storage read per key; kept exact the same way.
 	roleCache *lru.Cache[string, *role]
 	// rateLimiter holds per-key token buckets: limits are per Vault node.
@@ -85,11 +96,13 @@ type backend struct {
 
 func newBackend() *backend {
 	b := &backend{
-		keyLocks:    locksutil.CreateLocks(),
-		keyCache:    lru.New[string, *keyEntry](defaultCacheSize),
-		roleCache:   lru.New[string, *role](maxCachedRoles),
-		rateLimiter: ratelimit.New(maxRateBuckets),
-		usage:       usage.NewTracker(),
+		keyLocks:      locksutil.CreateLocks(),
+		keyCache:      lru.New[string, *keyEntry](defaultCacheSize),
+		unknownKeys:   lru.New[string, struct{}](maxUnknownKeys),
+		verifyReplays: lru.New[verifyReplayKey, verifyReplay](maxVerifyReplays),
+		roleCache:     lru.New[string, *role](maxCachedRoles),
+		rateLimiter:   ratelimit.New(maxRateBuckets),
+		usage:         usage.NewTracker(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -99,12 +112,12 @@ func newBackend() *backend {
 			LocalStorage:    []string{keyPrefix},
 		},
 		// Vault matches patterns in order and every pattern here is anchored, so none can
-		// shadow another: keys/<id>/rotate and keys/<id> differ by the slash that a key_id
-		// cannot contain.
+		// shadow another: creds/<role>/rotate and creds/<role> differ by the slash that a
+		// role name cannot contain.
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathRoles(b),
-			[]*framework.Path{pathCreds(b)},
+			[]*framework.Path{pathCreds(b), pathRotate(b)},
 			pathKeys(b),
 			[]*framework.Path{pathVerify(b), pathTidy(b)},
 		),
@@ -125,9 +138,11 @@ const maxFieldBytes = 16 << 10
 // like a key from error messages: a client that puts its key in the wrong field must not
 // find it echoed in a response, a log or an audit entry.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	for field, value := range req.Data {
-		if field != "api_key" && oversized(value) {
-			return logical.ErrorResponse("%.60s: value is too long (at most %d bytes)", field, maxFieldBytes), nil
+	if clientOperation(req.Operation) {
+		for field, value := range req.Data {
+			if field != "api_key" && oversized(value) {
+				return logical.ErrorResponse("%.60s: value is too long (at most %d bytes)", field, maxFieldBytes), nil
+			}
 		}
 	}
 	resp, err := b.Backend.HandleRequest(ctx, req)
@@ -146,6 +161,18 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		}
 	}
 	return resp, err
+}
+
+// clientOperation reports whether op comes from a client request. Revoke, renew and
+// rollback carry data Vault stored itself (the lease's response data, a WAL entry):
+// refusing them for size would make a lease irrevocable.
+func clientOperation(op logical.Operation) bool {
+	switch op {
+	case logical.CreateOperation, logical.UpdateOperation, logical.PatchOperation,
+		logical.ReadOperation, logical.ListOperation, logical.DeleteOperation:
+		return true
+	}
+	return false
 }
 
 // keyShaped matches a key prefix followed by enough base62 to carry key material.
@@ -186,7 +213,9 @@ func oversized(value interface{}) bool {
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case strings.HasPrefix(key, keyPrefix):
-		b.keyCache.Remove(strings.TrimPrefix(key, keyPrefix))
+		id := strings.TrimPrefix(key, keyPrefix)
+		b.keyCache.Remove(id)
+		b.unknownKeys.Remove(id)
 	case strings.HasPrefix(key, rolePrefix):
 		b.roleCache.Remove(strings.TrimPrefix(key, rolePrefix))
 	case key == configSecretKey:
@@ -194,6 +223,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.mountSecret = nil
 		b.stateMu.Unlock()
 		b.keyCache.Purge()
+		b.verifyReplays.Purge()
 	case key == configSettingsKey:
 		b.stateMu.Lock()
 		b.settings = nil

@@ -3,6 +3,8 @@ package apikey
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,4 +220,38 @@ func BenchmarkKeyHash(b *testing.B) {
 	for b.Loop() {
 		keyHash(secret, key)
 	}
+}
+
+// TestInternalOperationsAreNeverRefusedForSize: Vault sends a lease's stored response
+// data back on renew and revoke; refusing it for size would make the key irrevocable.
+func TestInternalOperationsAreNeverRefusedForSize(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"max_ttl": "2h", "ttl": "1h"})
+	k := e.issue("svc", nil)
+	big := map[string]interface{}{"metadata": map[string]interface{}{"a": strings.Repeat("x", 3*maxFieldBytes)}, "scopes": []interface{}{strings.Repeat("s", 2*maxFieldBytes)}}
+
+	renew := &logical.Request{Operation: logical.RenewOperation, Path: "creds/svc", Secret: k.secret, Storage: e.storage, Data: big}
+	resp, err := e.b.HandleRequest(e.ctx, renew)
+	require.NoError(t, err)
+	require.False(t, resp.IsError(), "%v", resp.Data)
+
+	revoke := &logical.Request{Operation: logical.RevokeOperation, Path: "creds/svc", Secret: k.secret, Storage: e.storage, Data: big}
+	resp, err = e.b.HandleRequest(e.ctx, revoke)
+	require.NoError(t, err)
+	require.False(t, resp != nil && resp.IsError(), "%v", resp)
+	require.Equal(t, codeNotFound, e.verifyCode(k.key))
+
+	// A client request of that size is still refused, naming the field.
+	e.mustFail(logical.UpdateOperation, "creds/svc", map[string]interface{}{"name": strings.Repeat("n", maxFieldBytes+1)}, "name: value is too long")
+}
+
+// countingStorage counts reads, to show what a request costs in storage.
+type countingStorage struct {
+	logical.Storage
+	gets atomic.Int64
+}
+
+func (s *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	s.gets.Add(1)
+	return s.Storage.Get(ctx, key)
 }

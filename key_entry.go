@@ -71,13 +71,31 @@ func (b *backend) cachedKeyEntry(ctx context.Context, s logical.Storage, keyID s
 	if k, ok := b.keyCache.Get(keyID); ok {
 		return k, nil
 	}
+	if _, unknown := b.unknownKeys.Get(keyID); unknown {
+		return nil, nil
+	}
 	generation := b.keyCache.Generation()
+	unknownGeneration := b.unknownKeys.Generation()
 	k, err := b.storageKeyEntry(ctx, s, keyID)
-	if err != nil || k == nil {
+	if err != nil {
 		return nil, err
+	}
+	if k == nil {
+		b.unknownKeys.AddIfUnchanged(keyID, struct{}{}, unknownGeneration)
+		return nil, nil
 	}
 	b.keyCache.AddIfUnchanged(keyID, k, generation)
 	return k, nil
+}
+
+// inventoryKeyEntry reads a record for listings: from the cache when it is there, else
+// from storage without caching it, so that listing thousands of keys does not evict the
+// records verify keeps hot.
+func (b *backend) inventoryKeyEntry(ctx context.Context, s logical.Storage, keyID string) (*keyEntry, error) {
+	if k, ok := b.keyCache.Peek(keyID); ok {
+		return k, nil
+	}
+	return b.storageKeyEntry(ctx, s, keyID)
 }
 
 // putKeyEntry stores k and makes the cache agree with it.
@@ -86,7 +104,12 @@ func (b *backend) putKeyEntry(ctx context.Context, s logical.Storage, k *keyEntr
 	if err != nil {
 		return err
 	}
-	if err := s.Put(ctx, entry); err != nil {
+	// Before and after the write: a lookup that started in between must not cache the
+	// id as unknown.
+	b.unknownKeys.Remove(k.KeyID)
+	err = s.Put(ctx, entry)
+	b.unknownKeys.Remove(k.KeyID)
+	if err != nil {
 		// The write may or may not have landed: drop the cache entry so the next read goes
 		// to storage.
 		b.keyCache.Remove(k.KeyID)

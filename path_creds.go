@@ -3,7 +3,9 @@ package apikey
 import (
 	"context"
 	"crypto/subtle"
+	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,8 +26,8 @@ func pathCreds(b *backend) *framework.Path {
 		},
 		Fields: map[string]*framework.FieldSchema{
 			"role": {
-				Type:        framework.TypeLowerCaseString,
-				Description: "Role to issue the key from.",
+				Type:        framework.TypeString,
+				Description: "Role to issue the key from (lowercase).",
 				Required:    true,
 			},
 			"scopes": {
@@ -45,7 +47,7 @@ func pathCreds(b *backend) *framework.Path {
 			},
 			"metadata": {
 				Type:        framework.TypeKVPairs,
-				Description: "Key/value pairs merged over the role's metadata.",
+				Description: "Key/value pairs added to the role's metadata. The role's own pairs are authoritative: a pair that would change one is refused.",
 			},
 		},
 		// No ExistenceCheck: creds is never "created", every write issues a new key, so
@@ -67,10 +69,17 @@ type issueRequest struct {
 	ttl      time.Duration
 	name     string
 	metadata map[string]string
+	// useCount and lastUsedAt carry a rotated key's spent uses over to its replacement,
+	// so that rotation never restarts max_uses.
+	useCount   int64
+	lastUsedAt time.Time
 }
 
 func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	roleName := d.Get("role").(string)
+	roleName, errResp := roleNameFrom(d, "role")
+	if errResp != nil {
+		return errResp, nil
+	}
 	r, err := b.getRole(ctx, req.Storage, roleName)
 	if err != nil {
 		return nil, err
@@ -102,28 +111,71 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		}
 	}
 	if v, ok := d.GetOk("metadata"); ok {
-		merged := maps.Clone(r.Metadata)
-		if merged == nil {
-			merged = map[string]string{}
-		}
-		maps.Copy(merged, v.(map[string]string))
-		if err := validateMetadata(merged); err != nil {
+		if issue.metadata, err = mergeMetadata(r.Metadata, v.(map[string]string)); err != nil {
 			return logical.ErrorResponse("metadata: %s", err), nil
 		}
-		issue.metadata = merged
 	}
 	return b.issueKey(ctx, req, issue)
 }
 
+// mergeMetadata adds issue-time pairs to the role's. The role's pairs are authoritative
+// (services may authorise on them), so a pair that would change one is refused; the
+// merged map is bounded as a whole, because it travels in the lease Vault stores and
+// sends back on renew and revoke.
+func mergeMetadata(fromRole, requested map[string]string) (map[string]string, error) {
+	merged := maps.Clone(fromRole)
+	if merged == nil {
+		merged = map[string]string{}
+	}
+	for _, k := range slices.Sorted(maps.Keys(requested)) {
+		v := requested[k]
+		if roleValue, ok := fromRole[k]; ok && roleValue != v {
+			return nil, fmt.Errorf("%.40q is set by the role and cannot be changed at issue", k)
+		}
+		merged[k] = v
+	}
+	if len(merged) > maxMetadataPairs {
+		return nil, fmt.Errorf("at most %d pairs are allowed, the role's included (%d here)", maxMetadataPairs, len(merged))
+	}
+	if n := metadataBytes(merged); n > maxMetadataBytes {
+		return nil, fmt.Errorf("at most %d bytes of keys and values are allowed, the role's included (%d here)", maxMetadataBytes, n)
+	}
+	if err := validateMetadata(merged); err != nil {
+		return nil, err
+	}
+	return merged, nil
+}
+
+// issuedKey is a new key and its record, before the record is stored.
+type issuedKey struct {
+	key      string
+	record   *keyEntry
+	ttl      time.Duration
+	maxTTL   time.Duration
+	warnings []string
+}
+
 // issueKey creates a key, stores its record and returns it as a leased secret.
 func (b *backend) issueKey(ctx context.Context, req *logical.Request, issue issueRequest) (*logical.Response, error) {
+	ik, errResp, err := b.newIssuedKey(ctx, req, issue)
+	if errResp != nil || err != nil {
+		return errResp, err
+	}
+	if err := b.putKeyEntry(ctx, req.Storage, ik.record); err != nil {
+		return nil, err
+	}
+	return b.leaseResponse(ik), nil
+}
+
+// newIssuedKey generates a key and builds its record; it stores nothing.
+func (b *backend) newIssuedKey(ctx context.Context, req *logical.Request, issue issueRequest) (*issuedKey, *logical.Response, error) {
 	ttl, warnings, err := framework.CalculateTTL(b.System(), 0, issue.ttl, 0, issue.role.MaxTTL, 0, time.Time{})
 	if err != nil {
-		return logical.ErrorResponse("ttl: %s", err), nil
+		return nil, logical.ErrorResponse("ttl: %s", err), nil
 	}
 	secret, err := b.ensureMountSecret(ctx, req.Storage)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	// No check that the key_id is unused: it has about 95 random bits, so among a billion
@@ -131,7 +183,7 @@ func (b *backend) issueKey(ctx context.Context, req *logical.Request, issue issu
 	// would buy nothing measurable.
 	key, keyID, err := keyformat.Generate(issue.role.KeyPrefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	record := &keyEntry{
@@ -149,24 +201,27 @@ func (b *backend) issueKey(ctx context.Context, req *logical.Request, issue issu
 		MaxTTL:         issue.role.MaxTTL,
 		CreatedAt:      now,
 		ExpiresAt:      now.Add(ttl),
+		UseCount:       issue.useCount,
+		LastUsedAt:     issue.lastUsedAt,
 	}
-	if err := b.putKeyEntry(ctx, req.Storage, record); err != nil {
-		return nil, err
-	}
+	return &issuedKey{key: key, record: record, ttl: ttl, maxTTL: issue.role.MaxTTL, warnings: warnings}, nil, nil
+}
 
-	data := record.publicData(now)
+// leaseResponse is the one response that carries the key.
+func (b *backend) leaseResponse(ik *issuedKey) *logical.Response {
+	data := ik.record.publicData(ik.record.CreatedAt)
 	delete(data, "ttl") // the lease carries the TTL
-	data["api_key"] = key
+	data["api_key"] = ik.key
 	resp := b.Secret(secretTypeAPIKey).Response(data, map[string]interface{}{
-		"key_id": record.KeyID,
-		"role":   record.Role,
+		"key_id": ik.record.KeyID,
+		"role":   ik.record.Role,
 	})
-	resp.Secret.TTL = ttl
-	resp.Secret.MaxTTL = issue.role.MaxTTL
-	for _, w := range warnings {
+	resp.Secret.TTL = ik.ttl
+	resp.Secret.MaxTTL = ik.maxTTL
+	for _, w := range ik.warnings {
 		resp.AddWarning(w)
 	}
-	return resp, nil
+	return resp
 }
 
 // hashesEqual compares two HMACs in constant time.
@@ -177,7 +232,7 @@ const credsHelpSyn = `Issue a new API key from a role.`
 const credsHelpDesc = `
 Reading creds/<role> issues a new key with the role's defaults; writing may narrow it:
 scopes (a subset of the role's), ttl (capped by max_ttl), name (a label) and metadata
-(merged over the role's). The response carries the key (api_key) exactly once: it is
+(added to the role's, which cannot be changed; at most 64 pairs and 16 KiB in all). The response carries the key (api_key) exactly once: it is
 never stored, only its HMAC is. The key is a Vault lease: renew it up to max_ttl with
 "vault lease renew", revoke it with "vault lease revoke".
 `

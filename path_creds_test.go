@@ -1,6 +1,7 @@
 package apikey
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -49,11 +50,11 @@ func TestCredsNarrowing(t *testing.T) {
 		"scopes":   "orders:read",
 		"ttl":      "10m",
 		"name":     "billing worker",
-		"metadata": map[string]interface{}{"env": "staging", "host": "w1"},
+		"metadata": map[string]interface{}{"env": "prod", "host": "w1"},
 	})
 	require.Equal(t, []string{"orders:read"}, k.data["scopes"])
 	require.Equal(t, "billing worker", k.data["name"])
-	require.Equal(t, map[string]string{"team": "a", "env": "staging", "host": "w1"}, k.data["metadata"])
+	require.Equal(t, map[string]string{"team": "a", "env": "prod", "host": "w1"}, k.data["metadata"])
 	require.Equal(t, 10*time.Minute, k.secret.TTL)
 	require.Equal(t, codeValid, e.verifyCode(k.key, "orders:read"))
 	require.Equal(t, codeInsufficientScope, e.verifyCode(k.key, "orders:write"))
@@ -137,5 +138,55 @@ func BenchmarkIssue(b *testing.B) {
 		if err != nil || resp.IsError() {
 			b.Fatal(err, resp)
 		}
+	}
+}
+
+// TestCredsRoleMetadataIsAuthoritative: issue-time metadata may add pairs, never change
+// the role's (services may authorise on them).
+func TestCredsRoleMetadataIsAuthoritative(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("tenant", map[string]interface{}{"metadata": map[string]interface{}{"tenant": "acme", "tier": "gold"}})
+
+	e.mustFail(logical.UpdateOperation, "creds/tenant", map[string]interface{}{"metadata": map[string]interface{}{"tenant": "evil"}}, `metadata: "tenant" is set by the role`)
+	e.mustFail(logical.UpdateOperation, "creds/tenant", map[string]interface{}{"metadata": "tier=silver,host=h1"}, `metadata: "tier" is set by the role`)
+	require.Empty(t, e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"], "no key issued")
+
+	k := e.issue("tenant", map[string]interface{}{"metadata": map[string]interface{}{"host": "h1", "tenant": "acme"}})
+	require.Equal(t, map[string]string{"tenant": "acme", "tier": "gold", "host": "h1"}, k.data["metadata"])
+	require.Equal(t, map[string]string{"tenant": "acme", "tier": "gold", "host": "h1"}, e.verify(map[string]interface{}{"api_key": k.key})["metadata"])
+}
+
+// TestCredsMergedMetadataIsBounded: each part may pass the field limit while the merge
+// does not; the merge travels in the lease, so it is bounded as a whole.
+func TestCredsMergedMetadataIsBounded(t *testing.T) {
+	half := func(prefix string) map[string]interface{} {
+		m := map[string]interface{}{}
+		for i := range 20 {
+			m[fmt.Sprintf("%s%02d", prefix, i)] = strings.Repeat("v", 500) // 20 * 503 bytes
+		}
+		return m
+	}
+	cases := []struct {
+		name      string
+		roleMeta  map[string]interface{}
+		issueMeta map[string]interface{}
+		want      string
+	}{
+		{"bytes", half("r"), half("i"), "at most 16384 bytes of keys and values are allowed, the role's included"},
+		{"pairs", manyPairs(40), func() map[string]interface{} {
+			m := map[string]interface{}{}
+			for i := range 40 {
+				m[fmt.Sprintf("x%d", i)] = "v"
+			}
+			return m
+		}(), "at most 64 pairs are allowed, the role's included"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.writeRole("svc", map[string]interface{}{"metadata": tc.roleMeta})
+			e.mustFail(logical.UpdateOperation, "creds/svc", map[string]interface{}{"metadata": tc.issueMeta}, tc.want)
+			require.Empty(t, e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"])
+		})
 	}
 }

@@ -2,7 +2,6 @@ package apikey
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
-	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
 )
 
 func pathKeys(b *backend) []*framework.Path {
@@ -23,26 +21,6 @@ func pathKeys(b *backend) []*framework.Path {
 		Required:    true,
 	}
 	return []*framework.Path{
-		{
-			Pattern: "keys/" + framework.GenericNameRegex("key_id") + "/rotate",
-			DisplayAttrs: &framework.DisplayAttributes{
-				OperationPrefix: operationPrefix,
-				OperationVerb:   "rotate",
-				OperationSuffix: "key",
-			},
-			Fields: map[string]*framework.FieldSchema{
-				"key_id": keyIDField,
-				"grace_period": {
-					Type:        framework.TypeDurationSecond,
-					Description: "How long the old key keeps verifying (never past its own expiry). Default 0: it stops at once.",
-				},
-			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathKeyRotate},
-			},
-			HelpSynopsis:    strings.TrimSpace(keyRotateHelpSyn),
-			HelpDescription: strings.TrimSpace(keyRotateHelpDesc),
-		},
 		{
 			Pattern: "keys/?$",
 			DisplayAttrs: &framework.DisplayAttributes{
@@ -111,7 +89,7 @@ func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, _ *fra
 	info := make(map[string]interface{}, len(ids))
 	listed := ids[:0]
 	for _, id := range ids {
-		k, err := b.cachedKeyEntry(ctx, req.Storage, id)
+		k, err := b.inventoryKeyEntry(ctx, req.Storage, id)
 		if err != nil {
 			return nil, err
 		}
@@ -221,123 +199,6 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	defer lock.Unlock()
 	return nil, b.deleteKeyEntry(ctx, req.Storage, id)
 }
-
-// pathKeyRotate issues a replacement key (a new lease, same role, scopes, name and
-// metadata) and ends the old key's validity after the grace period.
-func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	id, errResp := keyIDFrom(d)
-	if errResp != nil {
-		return errResp, nil
-	}
-	grace, err := durationField("grace_period", d.Get("grace_period").(int))
-	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-
-	old, err := b.storageKeyEntry(ctx, req.Storage, id)
-	if err != nil {
-		return nil, err
-	}
-	if resp := rotatable(old, id, req.ID, time.Now()); resp != nil {
-		return resp, nil
-	}
-	r, err := b.getRole(ctx, req.Storage, old.Role)
-	if err != nil {
-		return nil, err
-	}
-	if r == nil {
-		return logical.ErrorResponse("role %q no longer exists: issue a new key from another role", old.Role), nil
-	}
-	if missing, ok := scopes.Missing(r.Scopes, old.Scopes); ok {
-		return logical.ErrorResponse("role %q no longer grants scope %.40q: issue a new key", old.Role, missing), nil
-	}
-
-	// Issue first, then retire the old key under its lock: issueKey takes the new key's
-	// lock, and two lock entries may be the same one.
-	resp, err := b.issueKey(ctx, req, issueRequest{
-		roleName: old.Role, role: r, scopes: old.Scopes, ttl: old.TTL, name: old.Name, metadata: old.Metadata,
-	})
-	if err != nil || resp.IsError() {
-		return resp, err
-	}
-	newID := resp.Data["key_id"].(string)
-
-	lock := b.keyLock(id)
-	lock.Lock()
-	defer lock.Unlock()
-	current, err := b.storageKeyEntry(ctx, req.Storage, id)
-	if err == nil {
-		if refused := rotatable(current, id, req.ID, time.Now()); refused != nil {
-			// The old key was revoked or rotated meanwhile: withdraw the new key. No lock
-			// is needed for it: nobody has its key_id yet.
-			return refused, b.deleteKeyEntry(ctx, req.Storage, newID)
-		}
-		next := *current
-		if isRotationReplay(current, req.ID) {
-			// Vault replays a request once when the plugin process died under it: the
-			// first attempt's replacement never reached anyone (Vault made no lease for
-			// it), so withdraw it and hand out this one. The grace was set then.
-			if err := b.deleteKeyEntry(ctx, req.Storage, current.ReplacedBy); err != nil {
-				return nil, errors.Join(err, b.deleteKeyEntry(ctx, req.Storage, newID))
-			}
-		} else {
-			next.InvalidAfter = time.Now().UTC().Add(grace).Truncate(time.Second)
-			if until := current.validUntil(); until.Before(next.InvalidAfter) {
-				next.InvalidAfter = until // a grace never extends the old key's life
-			}
-		}
-		next.ReplacedBy = newID
-		next.RotationRequestID = req.ID
-		err = b.putKeyEntry(ctx, req.Storage, &next)
-		if err != nil {
-			// The write may have landed although it reported an error: then the old key
-			// already points at the new one, which must not be withdrawn.
-			if landed, readErr := b.storageKeyEntry(ctx, req.Storage, id); readErr == nil && landed != nil && landed.ReplacedBy == newID {
-				err = nil
-			}
-		}
-		if err == nil {
-			resp.Data["old_key_id"] = id
-			resp.Data["old_expires_at"] = next.InvalidAfter.Format(time.RFC3339)
-			return resp, nil
-		}
-	}
-	return nil, errors.Join(err, b.deleteKeyEntry(ctx, req.Storage, newID))
-}
-
-// rotatable returns an error response when k cannot be rotated by request requestID.
-func rotatable(k *keyEntry, id, requestID string, now time.Time) *logical.Response {
-	switch {
-	case k == nil:
-		return logical.ErrorResponse("key %s does not exist", id)
-	case isRotationReplay(k, requestID):
-		return nil
-	case k.ReplacedBy != "":
-		return logical.ErrorResponse("key %s was already rotated (replaced by %s)", id, k.ReplacedBy)
-	case k.Disabled:
-		// A disabled key may be compromised: rotating it must not mint a working one.
-		return logical.ErrorResponse("key %s is disabled: enable it before rotating, or issue a new key", id)
-	case !now.Before(k.validUntil()):
-		return logical.ErrorResponse("key %s has expired: issue a new key", id)
-	}
-	return nil
-}
-
-// isRotationReplay reports whether k was rotated by this very request before: Vault
-// retries a request with the same ID after restarting a crashed plugin.
-func isRotationReplay(k *keyEntry, requestID string) bool {
-	return requestID != "" && k.ReplacedBy != "" && k.RotationRequestID == requestID
-}
-
-const keyRotateHelpSyn = `Issue a replacement for a key, with a grace period for the old one.`
-
-const keyRotateHelpDesc = `
-Issues a new key (a new lease) with the old key's role, scopes, name and metadata, and the
-role's current ttl and restrictions. The old key keeps verifying until now + grace_period
-(default 0: it stops at once), then verifies as EXPIRED; a grace longer than the old key's
-remaining life does not extend it. The response carries the new key and both expiries
-(expires_at for the new key, old_expires_at for the old one). A key can be rotated once.
-`
 
 const keysListHelpSyn = `List issued keys by key_id.`
 

@@ -21,6 +21,9 @@ const (
 	maxMetadataPairs = 64
 	maxMetadataKey   = 128
 	maxMetadataValue = 512
+	// maxMetadataBytes bounds a map's keys and values in all: the same bound the request
+	// size check puts on one field, so every stored role already meets it.
+	maxMetadataBytes = maxFieldBytes
 	maxBoundCIDRs    = 64
 	minRateLimit     = 1.0 / 86400
 )
@@ -54,8 +57,8 @@ func (r *role) toResponseData() map[string]interface{} {
 
 var roleFields = map[string]*framework.FieldSchema{
 	"name": {
-		Type:        framework.TypeLowerCaseString,
-		Description: "Name of the role.",
+		Type:        framework.TypeString,
+		Description: "Name of the role: lowercase (names are case-sensitive, like ACL paths and lease ids).",
 		Required:    true,
 	},
 	"scopes": {
@@ -163,7 +166,11 @@ func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (
 }
 
 func (b *backend) pathRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
+	name := d.Get("name").(string)
+	if validateRoleName("name", name) != nil {
+		return false, nil // the handler answers 400
+	}
+	r, err := b.getRole(ctx, req.Storage, name)
 	return r != nil, err
 }
 
@@ -176,7 +183,11 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 }
 
 func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
+	name, errResp := roleNameFrom(d, "name")
+	if errResp != nil {
+		return errResp, nil
+	}
+	r, err := b.getRole(ctx, req.Storage, name)
 	if err != nil || r == nil {
 		return nil, err
 	}
@@ -184,9 +195,9 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 }
 
 func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := validateName("name", name); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+	name, errResp := roleNameFrom(d, "name")
+	if errResp != nil {
+		return errResp, nil
 	}
 
 	b.roleLock.Lock()
@@ -249,11 +260,14 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, errResp := roleNameFrom(d, "name")
+	if errResp != nil {
+		return errResp, nil
+	}
 	b.roleLock.Lock()
 	defer b.roleLock.Unlock()
 	// Keys already issued keep working until their leases end: revocation needs only the
 	// lease's InternalData, and verify only the key record.
-	name := d.Get("name").(string)
 	b.roleCache.Remove(name)
 	if err := req.Storage.Delete(ctx, rolePrefix+name); err != nil {
 		return nil, fmt.Errorf("deleting role: %w", err)
@@ -330,12 +344,29 @@ func durationField(field string, seconds int) (time.Duration, error) {
 	return time.Duration(seconds) * time.Second, nil
 }
 
-func validateName(field, name string) error {
+// roleNameFrom reads and checks a role name from the path; on failure it returns the
+// error response.
+func roleNameFrom(d *framework.FieldData, field string) (string, *logical.Response) {
+	name := d.Get(field).(string)
+	if err := validateRoleName(field, name); err != nil {
+		return "", logical.ErrorResponse(err.Error())
+	}
+	return name, nil
+}
+
+// validateRoleName refuses names that are not already lowercase rather than folding
+// them: Vault matches ACL paths and lease ids case-sensitively, so a name folded after
+// routing would let creds/ADMIN through a policy that denies creds/admin, and its leases
+// would escape "vault lease revoke -prefix apikey/creds/admin".
+func validateRoleName(field, name string) error {
 	if len(name) > maxNameLen {
 		return fmt.Errorf("%s must be at most %d characters", field, maxNameLen)
 	}
 	if strings.Contains(name, "..") {
 		return fmt.Errorf("%s must not contain '..'", field)
+	}
+	if name != strings.ToLower(name) {
+		return fmt.Errorf("%s %.40q must be lowercase: role names are case-sensitive", field, name)
 	}
 	return nil
 }
@@ -364,6 +395,9 @@ func validateMetadata(m map[string]string) error {
 	if len(m) > maxMetadataPairs {
 		return fmt.Errorf("at most %d pairs are allowed", maxMetadataPairs)
 	}
+	if n := metadataBytes(m); n > maxMetadataBytes {
+		return fmt.Errorf("at most %d bytes of keys and values are allowed (%d here)", maxMetadataBytes, n)
+	}
 	for k, v := range m {
 		if k == "" || len(k) > maxMetadataKey {
 			return fmt.Errorf("keys must be 1-%d bytes", maxMetadataKey)
@@ -379,6 +413,15 @@ func validateMetadata(m map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// metadataBytes is the size of m's keys and values, as the request size check counts it.
+func metadataBytes(m map[string]string) int {
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 func nonNilStrings(s []string) []string {

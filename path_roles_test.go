@@ -127,3 +127,32 @@ func TestRoleCacheStaysExact(t *testing.T) {
 	e.mustOK(logical.DeleteOperation, "roles/svc", nil)
 	e.mustFail(logical.ReadOperation, "creds/svc", nil, "does not exist")
 }
+
+// TestRoleNamesAreNeverFolded: Vault's ACLs and lease ids are case-sensitive, so a name
+// that is not lowercase is refused on every path that takes one, never folded to an
+// existing role.
+func TestRoleNamesAreNeverFolded(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("admin", map[string]interface{}{"scopes": "*"})
+	cases := []struct {
+		op   logical.Operation
+		path string
+		data map[string]interface{}
+	}{
+		{logical.ReadOperation, "creds/ADMIN", nil},
+		{logical.UpdateOperation, "creds/Admin", map[string]interface{}{"name": "x"}},
+		{logical.UpdateOperation, "creds/ADMIN/rotate", map[string]interface{}{"key_id": "0000000000000000"}},
+		{logical.ReadOperation, "roles/ADMIN", nil},
+		{logical.CreateOperation, "roles/NEW", nil},
+		{logical.UpdateOperation, "roles/ADMIN", map[string]interface{}{"scopes": "a"}},
+		{logical.DeleteOperation, "roles/ADMIN", nil},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.op)+" "+tc.path, func(t *testing.T) {
+			e.mustFail(tc.op, tc.path, tc.data, "must be lowercase")
+			require.Empty(t, e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"], "no key issued")
+			require.Equal(t, []string{"admin"}, e.mustOK(logical.ListOperation, "roles/", nil).Data["keys"], "no role created or deleted")
+			require.Equal(t, []string{"*"}, e.mustOK(logical.ReadOperation, "roles/admin", nil).Data["scopes"], "role unchanged")
+		})
+	}
+}

@@ -26,7 +26,7 @@ func TestTidyRemovesOnlyExpiredRecords(t *testing.T) {
 	setExpiry(t, e, recent.keyID, time.Now().Add(-90*time.Second))
 	setExpiry(t, e, old.keyID, time.Now().Add(-2*time.Hour))
 	// A rotated-out key stops verifying at once but its lease lives on: keep its record.
-	e.mustOK(logical.UpdateOperation, "keys/"+rotated.keyID+"/rotate", nil)
+	e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": rotated.keyID})
 
 	got := e.mustOK(logical.UpdateOperation, "tidy", nil).Data
 	require.Equal(t, map[string]interface{}{"scanned": 5, "deleted": 1}, got)

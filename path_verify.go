@@ -56,6 +56,10 @@ func pathVerify(b *backend) *framework.Path {
 				Description: "How many uses this request counts against the key's max_uses (default 1; 0 checks without counting).",
 				Default:     1,
 			},
+			"request_id": {
+				Type:        framework.TypeString,
+				Description: "Optional id of this check (1-64 of A-Z a-z 0-9 _ -). A verify repeated with the same request_id and key within a minute is not counted again: it returns the first answer's count, so a client may retry after a 5xx.",
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
@@ -120,6 +124,11 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		return logical.ErrorResponse("cost must be between 0 and %d", maxCost), nil
 	}
 
+	requestID := d.Get("request_id").(string)
+	if requestID != "" && !validRequestID(requestID) {
+		return logical.ErrorResponse("request_id must be 1-%d characters of A-Z, a-z, 0-9, _ and -", maxRequestIDLen), nil
+	}
+
 	parsed, err := keyformat.Parse(key)
 	if err != nil {
 		return verifyResult(codeMalformed), nil
@@ -135,12 +144,20 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	if err != nil {
 		return nil, err
 	}
-	if secret == nil || !hashesEqual(keyHash(secret, key), k.Hash) {
+	hash := keyHash(secret, key)
+	if secret == nil || !hashesEqual(hash, k.Hash) {
 		return verifyResult(codeNotFound), nil
 	}
 
 	now := time.Now()
-	code, remaining, retryAfter := b.checkKey(k, requested, clientIP, cost, now)
+	var code string
+	var remaining int64
+	var retryAfter time.Duration
+	if code = b.checkKeyState(k, requested, clientIP, now); code == "" {
+		code, remaining, retryAfter = b.chargeKeyOnce(k, requestID, requested, clientIP, cost, now)
+	} else {
+		remaining = b.usage.Remaining(k.KeyID, k.MaxUses, k.UseCount)
+	}
 	data := k.publicData(now)
 	data["valid"] = code == codeValid
 	data["code"] = code
@@ -157,30 +174,89 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	return &logical.Response{Data: data}, nil
 }
 
-// checkKey applies the checks after NOT_FOUND in the contract's order. Only a request
-// that passes every earlier check takes a rate-limit token, and only a VALID one is
-// counted as a use.
-func (b *backend) checkKey(k *keyEntry, requested []string, clientIP netip.Addr, cost int64, now time.Time) (code string, remaining int64, retryAfter time.Duration) {
-	remainingNow := func() int64 { return b.usage.Remaining(k.KeyID, k.MaxUses, k.UseCount) }
+// checkKeyState applies the checks after NOT_FOUND that charge nothing, in the
+// contract's order; it returns "" when all pass.
+func (b *backend) checkKeyState(k *keyEntry, requested []string, clientIP netip.Addr, now time.Time) string {
 	switch {
 	case k.Disabled:
-		return codeDisabled, remainingNow(), 0
+		return codeDisabled
 	case !now.Before(k.validUntil()):
-		return codeExpired, remainingNow(), 0
+		return codeExpired
 	case len(k.boundPrefixes) > 0 && !ipAllowed(k.boundPrefixes, clientIP):
-		return codeForbiddenIP, remainingNow(), 0
+		return codeForbiddenIP
 	}
 	if _, missing := scopes.Missing(k.Scopes, requested); missing {
-		return codeInsufficientScope, remainingNow(), 0
+		return codeInsufficientScope
 	}
+	return ""
+}
+
+// chargeKey applies the rate limit, then max_uses, to a request that passed every
+// earlier check: only such a request takes a rate-limit token, and only a VALID one is
+// counted as a use.
+func (b *backend) chargeKey(k *keyEntry, cost int64, now time.Time) (code string, remaining int64, retryAfter time.Duration) {
 	if ok, wait := b.rateLimiter.Allow(k.KeyID, k.RateLimit, k.RateLimitBurst, now); !ok {
-		return codeRateLimited, remainingNow(), wait
+		return codeRateLimited, b.usage.Remaining(k.KeyID, k.MaxUses, k.UseCount), wait
 	}
 	ok, remaining := b.usage.Use(k.KeyID, cost, k.MaxUses, k.UseCount, k.LastUsedAt, now)
 	if !ok {
 		return codeUsageExceeded, remaining, 0
 	}
 	return codeValid, remaining, 0
+}
+
+// chargeKeyOnce is chargeKey, except that a repeat of a request_id answers what the
+// first attempt did without charging again. Only the charging checks are replayed: a
+// key revoked, disabled or expired since the first attempt was refused before this.
+func (b *backend) chargeKeyOnce(k *keyEntry, requestID string, requested []string, clientIP netip.Addr, cost int64, now time.Time) (string, int64, time.Duration) {
+	if requestID == "" {
+		return b.chargeKey(k, cost, now)
+	}
+	replayKey := verifyReplayKey{requestID: requestID, keyID: k.KeyID, scopes: strings.Join(requested, " "), clientIP: clientIP, cost: cost}
+	if replay, ok := b.verifyReplays.Get(replayKey); ok && now.Sub(replay.at) < verifyReplayWindow {
+		return replay.code, replay.remaining, replay.retryAfter
+	}
+	code, remaining, retryAfter := b.chargeKey(k, cost, now)
+	b.verifyReplays.Add(replayKey, verifyReplay{at: now, code: code, remaining: remaining, retryAfter: retryAfter})
+	return code, remaining, retryAfter
+}
+
+// Replayed verify answers: how long and how many are kept.
+const (
+	verifyReplayWindow = time.Minute
+	maxVerifyReplays   = 10_000
+	maxRequestIDLen    = 64
+)
+
+// verifyReplayKey is everything a repeated verify must share with the first one to get
+// its answer: the same request_id for another key, scope or cost is a new check.
+type verifyReplayKey struct {
+	requestID string
+	keyID     string
+	scopes    string
+	clientIP  netip.Addr
+	cost      int64
+}
+
+// verifyReplay is the charging part of a verify answer.
+type verifyReplay struct {
+	at         time.Time
+	code       string
+	remaining  int64
+	retryAfter time.Duration
+}
+
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func ipAllowed(allowed []netip.Prefix, ip netip.Addr) bool {
@@ -207,7 +283,8 @@ order: MALFORMED (not a key of this engine: prefix, charset, length or checksum;
 is read), NOT_FOUND (unknown, revoked or wrong key; nothing else is returned), DISABLED,
 EXPIRED, FORBIDDEN_IP (client_ip missing or outside bound_cidrs), INSUFFICIENT_SCOPE,
 RATE_LIMITED (with retry_after in seconds; limits are per key and per Vault node),
-USAGE_EXCEEDED (max_uses spent), VALID (the use is counted). For every code after
+USAGE_EXCEEDED (max_uses spent), VALID (the use is counted). With request_id, a repeat
+of the same check within a minute (a client's retry after a 5xx) is not counted again. For every code after
 NOT_FOUND the response also has key_id, role, name, scopes, metadata, expires_at, ttl,
 remaining_uses (keys with max_uses) and rate_limit (rate-limited keys). It never
 contains the key. A missing or empty api_key, or a malformed scope or client_ip, is a 400.

@@ -347,3 +347,84 @@ func BenchmarkVerifyMalformed(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifyUnknownKeyIDsReadStorageOnce: anyone can mint well-formed keys, so a
+// repeated unknown key_id must not cost a storage read each time; the cache of unknown
+// ids stays exact when the id is issued here or written by another node.
+func TestVerifyUnknownKeyIDsReadStorageOnce(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	e.issue("svc", nil) // the mount secret exists
+	counting := &countingStorage{Storage: e.storage}
+	verifyWith := func(s logical.Storage, key string) string {
+		resp, err := e.b.HandleRequest(e.ctx, &logical.Request{
+			Operation: logical.UpdateOperation, Path: "verify", Storage: s,
+			Data: map[string]interface{}{"api_key": key},
+		})
+		require.NoError(t, err)
+		return resp.Data["code"].(string)
+	}
+
+	key, keyID, err := keyformat.Generate(keyformat.DefaultPrefix)
+	require.NoError(t, err)
+	require.Equal(t, codeNotFound, verifyWith(counting, key))
+	reads := counting.gets.Load()
+	require.Positive(t, reads)
+	for range 100 {
+		require.Equal(t, codeNotFound, verifyWith(counting, key))
+	}
+	require.Equal(t, reads, counting.gets.Load(), "repeats of an unknown key_id read no storage")
+
+	// Another node stores a record under that id, then Vault calls Invalidate.
+	rec := &keyEntry{KeyID: keyID, Role: "svc", Hash: []byte("x"), ExpiresAt: time.Now().Add(time.Hour)}
+	entry, err := logical.StorageEntryJSON(keyPrefix+keyID, rec)
+	require.NoError(t, err)
+	require.NoError(t, e.storage.Put(e.ctx, entry))
+	e.b.invalidate(e.ctx, keyPrefix+keyID)
+	verifyWith(counting, key)
+	require.Greater(t, counting.gets.Load(), reads, "an invalidated id is read again")
+
+	// A local write of the id drops it from the cache too.
+	other, otherID, err := keyformat.Generate(keyformat.DefaultPrefix)
+	require.NoError(t, err)
+	require.Equal(t, codeNotFound, verifyWith(counting, other))
+	secret, err := e.b.getMountSecret(e.ctx, e.storage)
+	require.NoError(t, err)
+	require.NoError(t, e.b.putKeyEntry(e.ctx, e.storage, &keyEntry{KeyID: otherID, Role: "svc", Hash: keyHash(secret, other), ExpiresAt: time.Now().Add(time.Hour)}))
+	require.Equal(t, codeValid, verifyWith(counting, other))
+}
+
+// TestVerifyRequestIDIsNotChargedTwice: the Vault client retries a verify after a 5xx
+// with the same body; with a request_id the retry returns the first count.
+func TestVerifyRequestIDIsNotChargedTwice(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"max_uses": 3, "scopes": "a"})
+	k := e.issue("svc", nil)
+	check := func(id string, extra map[string]interface{}) map[string]interface{} {
+		data := map[string]interface{}{"api_key": k.key, "request_id": id}
+		for f, v := range extra {
+			data[f] = v
+		}
+		return e.verify(data)
+	}
+
+	first := check("req-1", nil)
+	require.Equal(t, codeValid, first["code"])
+	require.Equal(t, int64(2), first["remaining_uses"])
+	for range 3 {
+		again := check("req-1", nil)
+		require.Equal(t, codeValid, again["code"])
+		require.Equal(t, int64(2), again["remaining_uses"], "a retry is not charged")
+	}
+	// Another id, or the same id with another cost or scope, is a new check.
+	require.Equal(t, int64(1), check("req-2", nil)["remaining_uses"])
+	require.Equal(t, int64(0), check("req-1", map[string]interface{}{"scopes": "a"})["remaining_uses"])
+	require.Equal(t, codeUsageExceeded, check("req-3", nil)["code"])
+
+	// A replay never resurrects a key disabled since the first attempt.
+	e.mustOK(logical.UpdateOperation, "keys/"+k.keyID, map[string]interface{}{"disabled": true})
+	require.Equal(t, codeDisabled, check("req-1", nil)["code"])
+
+	e.mustFail(logical.UpdateOperation, "verify", map[string]interface{}{"api_key": k.key, "request_id": "bad id"}, "request_id must be")
+	e.mustFail(logical.UpdateOperation, "verify", map[string]interface{}{"api_key": k.key, "request_id": strings.Repeat("a", 65)}, "request_id must be")
+}

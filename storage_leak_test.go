@@ -44,7 +44,7 @@ func TestNoPlaintextKeyOrSecretLeaks(t *testing.T) {
 	record(e.mustOK(logical.ReadOperation, "roles/svc", nil))
 	require.NoError(t, e.revoke(keys[2]))
 	require.NoError(t, e.revoke(issued{secret: &logical.Secret{InternalData: map[string]interface{}{"secret_type": secretTypeAPIKey}}}))
-	e.mustOK(logical.UpdateOperation, "keys/"+keys[1].keyID+"/rotate", nil)
+	e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": keys[1].keyID})
 	require.NoError(t, e.b.periodic(e.ctx, &logical.Request{Storage: e.storage}))
 	e.mustOK(logical.UpdateOperation, "tidy", nil)
 	// Error paths: bad fields echo nothing of a key.

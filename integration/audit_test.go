@@ -73,8 +73,7 @@ func TestAudit(t *testing.T) {
 	root := s.RootToken
 	auditPath := filepath.Join(s.Dir, "audit.log")
 	s.MustCLI(t, root, "audit", "enable", "file", "file_path="+auditPath)
-	s.WritePolicy(t, "verifier")
-	verifierToken := s.Token(t, "verifier")
+	verifierToken := s.VerifierToken(t)
 	verifier := s.NewClient(t, verifierToken)
 
 	s.MustCLI(t, root, "write", "apikey/roles/audited", "scopes=orders:read", "ttl=1h", "max_ttl=2h")

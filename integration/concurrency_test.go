@@ -380,7 +380,7 @@ func isReplayedRotation(err error) bool {
 
 // rotateOnce rotates k (grace 0): the new key, or the error.
 func (w *workload) rotateOnce(k *wkey) (issued, error) {
-	sec, err := w.client().Logical().Write(w.mount+"/keys/"+k.KeyID+"/rotate", nil)
+	sec, err := w.client().Logical().Write(w.mount+"/creds/"+w.role+"/rotate", map[string]interface{}{"key_id": k.KeyID})
 	if err != nil {
 		return issued{}, err
 	}
@@ -675,12 +675,12 @@ func (w *workload) describeOrphan(t *testing.T, c *api.Client, oldID, newID stri
 		record = fmt.Sprintf("record expires_at %v", rec.Data["expires_at"])
 	}
 	leases := "no lease"
-	list, err := c.Logical().List("sys/leases/lookup/" + w.mount + "/keys/" + oldID + "/rotate/")
+	list, err := c.Logical().List("sys/leases/lookup/" + w.mount + "/creds/" + w.role + "/rotate/")
 	switch {
 	case err != nil:
 		leases = "leases unreadable: " + err.Error()
 	case list != nil:
-		leases = fmt.Sprintf("leases under %s/keys/%s/rotate/: %v", w.mount, oldID, list.Data["keys"])
+		leases = fmt.Sprintf("leases under %s/creds/%s/rotate/: %v", w.mount, w.role, list.Data["keys"])
 	}
 	t.Logf("key %s was rotated to %s, which no client received (the rotation got no answer): %s; %s", oldID, newID, record, leases)
 }

@@ -73,7 +73,7 @@ func TestPluginCrash(t *testing.T) {
 	// The restarted plugin issues, rotates and revokes.
 	k := issueAPI(t, s.Client, "apikey", "app", nil)
 	requireCode(t, s.Client, "apikey", k.Key, codeValid)
-	sec, err := s.Client.Logical().Write("apikey/keys/"+live[0].KeyID+"/rotate", nil)
+	sec, err := s.Client.Logical().Write("apikey/creds/app/rotate", map[string]interface{}{"key_id": live[0].KeyID})
 	require.NoError(t, err)
 	requireCode(t, s.Client, "apikey", str(t, sec.Data, "api_key"), codeValid)
 	requireCode(t, s.Client, "apikey", live[0].Key, codeExpired)

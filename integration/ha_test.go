@@ -36,7 +36,7 @@ func TestHAFailover(t *testing.T) {
 	_, err = ac.Logical().Write("apikey/keys/"+disabled.KeyID, map[string]interface{}{"disabled": true})
 	require.NoError(t, err)
 	rotatedOut := issueAPI(t, ac, "apikey", "app", nil)
-	sec, err := ac.Logical().Write("apikey/keys/"+rotatedOut.KeyID+"/rotate", nil)
+	sec, err := ac.Logical().Write("apikey/creds/app/rotate", map[string]interface{}{"key_id": rotatedOut.KeyID})
 	require.NoError(t, err)
 	keys = append(keys, issuedFrom(t, sec))
 

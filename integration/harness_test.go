@@ -627,6 +627,34 @@ func (s *Server) WritePolicy(t *testing.T, name string) {
 	require.NoError(t, s.Client.Sys().PutPolicy(name, string(b)))
 }
 
+// WriteRolePolicy loads the template policies/<name>.hcl for one role ({{role}}
+// replaced) under the name "<name>-<role>", which it returns.
+func (s *Server) WriteRolePolicy(t *testing.T, name, role string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(policyDir, name+".hcl"))
+	require.NoError(t, err)
+	require.Contains(t, string(b), "{{role}}", "policies/%s.hcl is not a per-role template", name)
+	policy := name + "-" + role
+	require.NoError(t, s.Client.Sys().PutPolicy(policy, strings.ReplaceAll(string(b), "{{role}}", role)))
+	return policy
+}
+
+// VerifierToken creates a token with only policies/verifier.hcl: no default policy, as
+// docs/operations tell operators to create it.
+func (s *Server) VerifierToken(t *testing.T) string {
+	t.Helper()
+	s.WritePolicy(t, "verifier")
+	sec, err := s.Client.Auth().Token().Create(&api.TokenCreateRequest{
+		Policies:        []string{"verifier"},
+		NoDefaultPolicy: true,
+		TTL:             "1h",
+	})
+	require.NoError(t, err)
+	require.NotNil(t, sec.Auth)
+	require.Equal(t, []string{"verifier"}, sec.Auth.Policies)
+	return sec.Auth.ClientToken
+}
+
 // Token creates a token (child of root) with the given policies (plus default).
 func (s *Server) Token(t *testing.T, policies ...string) string {
 	t.Helper()

@@ -15,9 +15,7 @@ func TestLeases(t *testing.T) {
 	t.Parallel()
 	s := Setup(t)
 	root := s.RootToken
-	s.WritePolicy(t, "issuer")
-	s.WritePolicy(t, "verifier")
-	verifier := s.NewClient(t, s.Token(t, "verifier"))
+	verifier := s.NewClient(t, s.VerifierToken(t))
 
 	t.Run("renew is capped at max_ttl", func(t *testing.T) {
 		const maxTTL = 8
@@ -105,7 +103,7 @@ func TestLeases(t *testing.T) {
 
 	t.Run("revoking the token revokes its keys", func(t *testing.T) {
 		s.MustCLI(t, root, "write", "apikey/roles/tok", "scopes=a", "ttl=1h", "max_ttl=2h")
-		issuerToken := s.Token(t, "issuer")
+		issuerToken := s.Token(t, s.WriteRolePolicy(t, "issuer", "tok"))
 		k := issueCLI(t, s, issuerToken, "apikey", "tok")
 		byRoot := issueCLI(t, s, root, "apikey", "tok")
 		requireCode(t, verifier, "apikey", k.Key, codeValid)

@@ -18,8 +18,7 @@ func TestRestart(t *testing.T) {
 	root := s.RootToken
 	s.RegisterPlugin(t)
 	s.EnablePlugin(t, "apikey")
-	s.WritePolicy(t, "verifier")
-	verifierToken := s.Token(t, "verifier")
+	verifierToken := s.VerifierToken(t)
 
 	s.MustCLI(t, root, "write", "apikey/roles/app", "scopes=orders:read,orders:write", "ttl=1h", "max_ttl=24h")
 	long := issueCLI(t, s, root, "apikey", "app")

@@ -80,7 +80,6 @@ func TestCreds(t *testing.T) {
 	t.Parallel()
 	s := Setup(t)
 	root := s.RootToken
-	s.WritePolicy(t, "issuer")
 	s.MustCLI(t, root, "write", "apikey/roles/web", "scopes=orders:read,orders:write,users:read", "ttl=1h", "max_ttl=24h")
 
 	t.Run("read issues with the role's defaults", func(t *testing.T) {
@@ -134,7 +133,7 @@ func TestCreds(t *testing.T) {
 	})
 
 	t.Run("issuer policy can read and write creds", func(t *testing.T) {
-		issuer := s.Token(t, "issuer")
+		issuer := s.Token(t, s.WriteRolePolicy(t, "issuer", "web"))
 		k := issueCLI(t, s, issuer, "apikey", "web")
 		require.Regexp(t, defaultKeyRE, k.Key)
 		k = issueCLI(t, s, issuer, "apikey", "web", "scopes=users:read")

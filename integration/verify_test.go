@@ -16,8 +16,7 @@ func TestVerifyCodes(t *testing.T) {
 	t.Parallel()
 	s := Setup(t)
 	root := s.RootToken
-	s.WritePolicy(t, "verifier")
-	verifierToken := s.Token(t, "verifier")
+	verifierToken := s.VerifierToken(t)
 	verifier := s.NewClient(t, verifierToken)
 
 	s.MustCLI(t, root, "write", "apikey/roles/svc", "scopes=orders:read,orders:write,users:*", "ttl=1h", "max_ttl=24h")
@@ -178,7 +177,7 @@ func TestVerifyCodes(t *testing.T) {
 
 	t.Run("EXPIRED after rotation", func(t *testing.T) {
 		old := issueCLI(t, s, root, "apikey", "svc", "name=rotating")
-		sec := s.CLISecret(t, root, "write", "-format=json", "-force", "apikey/keys/"+old.KeyID+"/rotate")
+		sec := s.CLISecret(t, root, "write", "-format=json", "apikey/creds/svc/rotate", "key_id="+old.KeyID)
 		repl := issuedFrom(t, sec)
 		require.NotEqual(t, old.KeyID, repl.KeyID)
 		require.NotEqual(t, old.LeaseID, repl.LeaseID, "the replacement is a new lease")
@@ -189,11 +188,11 @@ func TestVerifyCodes(t *testing.T) {
 		require.Equal(t, old.KeyID, str(t, r.Data, "key_id"))
 		require.False(t, r.Valid)
 		// A key is rotated once.
-		s.CLIFail(t, root, "write", "-force", "apikey/keys/"+old.KeyID+"/rotate")
+		s.CLIFail(t, root, "write", "apikey/creds/svc/rotate", "key_id="+old.KeyID)
 
 		// With a grace period the old key keeps working.
 		graced := issueCLI(t, s, root, "apikey", "svc")
-		sec = s.CLISecret(t, root, "write", "-format=json", "apikey/keys/"+graced.KeyID+"/rotate", "grace_period=1h")
+		sec = s.CLISecret(t, root, "write", "-format=json", "apikey/creds/svc/rotate", "key_id="+graced.KeyID, "grace_period=1h")
 		requireCode(t, verifier, "apikey", issuedFrom(t, sec).Key, codeValid)
 		requireCode(t, verifier, "apikey", graced.Key, codeValid)
 	})
@@ -268,12 +267,12 @@ func sleepUntilSubsecond(frac time.Duration) {
 func TestPolicies(t *testing.T) {
 	t.Parallel()
 	s := Setup(t)
-	for _, p := range []string{"operator", "issuer", "verifier", "auditor"} {
+	for _, p := range []string{"operator", "auditor"} {
 		s.WritePolicy(t, p)
 	}
 	operatorToken := s.Token(t, "operator")
-	issuerToken := s.Token(t, "issuer")
-	verifierToken := s.Token(t, "verifier")
+	issuerToken := s.Token(t, s.WriteRolePolicy(t, "issuer", "app"))
+	verifierToken := s.VerifierToken(t)
 	auditorToken := s.Token(t, "auditor")
 	operator := s.NewClient(t, operatorToken)
 	issuer := s.NewClient(t, issuerToken)

@@ -29,9 +29,11 @@ path "apikey/keys/+" {
 }
 
 # Rotation returns a new plaintext key, so it is issuance rather than management and is
-# not granted here. Grant it to whoever should receive the replacement key:
+# not granted here. Grant it per role to whoever should receive the replacement key; by
+# key_id it reaches every key of that role (policies/issuer.hcl grants rotation by proof
+# of possession only):
 #
-# path "apikey/keys/+/rotate" {
+# path "apikey/creds/demo/rotate" {
 #   capabilities = ["update"]
 # }
 

@@ -46,6 +46,17 @@ func (c *Cache[K, V]) Get(key K) (V, bool) {
 	return zero, false
 }
 
+// Peek returns the value for key without making it more recently used.
+func (c *Cache[K, V]) Peek(key K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		return el.Value.(*entry[K, V]).value, true
+	}
+	var zero V
+	return zero, false
+}
+
 // Generation returns a token to pass to AddIfUnchanged after loading from the store.
 func (c *Cache[K, V]) Generation() uint64 {
 	c.mu.Lock()
