@@ -5,10 +5,7 @@ package apikey
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -32,6 +29,9 @@ const maxUnknownKeys = 100_000
 
 // maxRateBuckets bounds the rate limiter's memory (about 100 bytes a bucket).
 const maxRateBuckets = 1_000_000
+
+// operationPrefix names the engine's operations in Vault's OpenAPI document.
+const operationPrefix = "api-key"
 
 // Storage layout. keys/ is LocalStorage: leases are per cluster, so are key records.
 const (
@@ -121,10 +121,12 @@ func newBackend() *backend {
 			pathKeys(b),
 			[]*framework.Path{pathVerify(b), pathTidy(b)},
 		),
-		Secrets:        []*framework.Secret{secretAPIKey(b)},
-		Invalidate:     b.invalidate,
-		PeriodicFunc:   b.periodic,
-		RunningVersion: Version,
+		Secrets:           []*framework.Secret{secretAPIKey(b)},
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: rotationWALMinAge,
+		Invalidate:        b.invalidate,
+		PeriodicFunc:      b.periodic,
+		RunningVersion:    Version,
 	}
 	return b
 }
@@ -229,85 +231,6 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.settings = nil
 		b.stateMu.Unlock()
 	}
-}
-
-// secretEntry is the stored form of the mount secret.
-type secretEntry struct {
-	HMACKey []byte `json:"hmac_key"`
-}
-
-// getMountSecret returns the mount's HMAC secret, or nil if none was generated yet (then
-// no key can exist either).
-func (b *backend) getMountSecret(ctx context.Context, s logical.Storage) ([]byte, error) {
-	b.stateMu.RLock()
-	secret := b.mountSecret
-	b.stateMu.RUnlock()
-	if secret != nil {
-		return secret, nil
-	}
-	secret, err := loadMountSecret(ctx, s)
-	if err != nil || secret == nil {
-		return nil, err
-	}
-	b.stateMu.Lock()
-	b.mountSecret = secret
-	b.stateMu.Unlock()
-	return secret, nil
-}
-
-// ensureMountSecret returns the mount secret, generating and storing it on first use.
-// Only write paths call it: generation needs a writable storage.
-func (b *backend) ensureMountSecret(ctx context.Context, s logical.Storage) ([]byte, error) {
-	if secret, err := b.getMountSecret(ctx, s); err != nil || secret != nil {
-		return secret, err
-	}
-	b.stateMu.Lock()
-	defer b.stateMu.Unlock()
-	if b.mountSecret != nil {
-		return b.mountSecret, nil
-	}
-	// Another request may have stored it since our read.
-	secret, err := loadMountSecret(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	if secret == nil {
-		if secret, err = newHMACKey(); err != nil {
-			return nil, err
-		}
-		entry, err := logical.StorageEntryJSON(configSecretKey, secretEntry{HMACKey: secret})
-		if err != nil {
-			return nil, err
-		}
-		if err := s.Put(ctx, entry); err != nil {
-			return nil, fmt.Errorf("storing mount secret: %w", err)
-		}
-	}
-	b.mountSecret = secret
-	return secret, nil
-}
-
-// loadMountSecret reads the stored secret; nil if there is none.
-func loadMountSecret(ctx context.Context, s logical.Storage) ([]byte, error) {
-	entry, err := s.Get(ctx, configSecretKey)
-	if err != nil {
-		return nil, fmt.Errorf("reading mount secret: %w", err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var stored secretEntry
-	if err := entry.DecodeJSON(&stored); err != nil || len(stored.HMACKey) != hmacKeyLen {
-		return nil, errors.New("stored mount secret is corrupt")
-	}
-	return stored.HMACKey, nil
-}
-
-// keyHash is what storage holds instead of the key.
-func keyHash(secret []byte, key string) []byte {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(key))
-	return mac.Sum(nil)
 }
 
 const backendHelp = `

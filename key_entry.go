@@ -31,12 +31,13 @@ type keyEntry struct {
 	// InvalidAfter is set when the key was rotated: the end of its grace period. The
 	// lease may live longer; the key does not verify past this time.
 	InvalidAfter time.Time `json:"invalid_after,omitempty"`
-	// ReplacedBy is the key_id of the key that rotated this one out, and
-	// RotationRequestID the Vault request that did it (to recognise Vault's replay of a
-	// request after a plugin crash).
-	ReplacedBy        string `json:"replaced_by,omitempty"`
-	RotationRequestID string `json:"rotation_request_id,omitempty"`
-	Disabled          bool   `json:"disabled,omitempty"`
+	// ReplacedBy is the key_id of the key that rotated this one out. RotationToken names
+	// the rotation (and its WAL entry) that wrote this record, on the old key and on its
+	// replacement alike, so that rolling back a rotation that died touches only its own
+	// records (see rotation_wal.go).
+	ReplacedBy    string `json:"replaced_by,omitempty"`
+	RotationToken string `json:"rotation_token,omitempty"`
+	Disabled      bool   `json:"disabled,omitempty"`
 	// UseCount and LastUsedAt are flushed from memory in the background; see usage.
 	UseCount   int64     `json:"use_count,omitempty"`
 	LastUsedAt time.Time `json:"last_used_at,omitempty"`

@@ -2,7 +2,6 @@ package apikey
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"time"
@@ -14,7 +13,6 @@ import (
 const (
 	defaultCacheSize = 10_000
 	maxCacheSize     = 10_000_000
-	hmacKeyLen       = 32
 )
 
 // settings are the mount's tunables. The mount secret is stored apart (config/secret,
@@ -154,16 +152,6 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	b.keyCache.Resize(next.CacheSize)
 	return nil, nil
 }
-
-func newHMACKey() ([]byte, error) {
-	key := make([]byte, hmacKeyLen)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("generating mount secret: %w", err)
-	}
-	return key, nil
-}
-
-const operationPrefix = "api-key"
 
 const configHelpSyn = `Configure the apikey secrets engine.`
 

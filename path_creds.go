@@ -2,7 +2,6 @@ package apikey
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"maps"
 	"slices"
@@ -178,10 +177,7 @@ func (b *backend) newIssuedKey(ctx context.Context, req *logical.Request, issue 
 		return nil, nil, err
 	}
 
-	// No check that the key_id is unused: it has about 95 random bits, so among a billion
-	// keys the chance that any two share one is about 1e-11. A storage read per issue
-	// would buy nothing measurable.
-	key, keyID, err := keyformat.Generate(issue.role.KeyPrefix)
+	key, keyID, err := newKey(secret, issue.role.KeyPrefix, req.ID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -207,6 +203,21 @@ func (b *backend) newIssuedKey(ctx context.Context, req *logical.Request, issue 
 	return &issuedKey{key: key, record: record, ttl: ttl, maxTTL: issue.role.MaxTTL, warnings: warnings}, nil, nil
 }
 
+// newKey makes a key whose key_id is derived from the Vault request id (under the mount
+// secret, so nobody can predict it). Vault replays a request once when the plugin died
+// under it; the replay then writes the same record again instead of leaving the first
+// attempt's record, whose key reached nobody and has no lease, in the inventory. There is
+// no check that the key_id is unused: it has about 95 bits, so among a billion keys the
+// chance that any two share one is about 1e-11.
+func newKey(secret []byte, prefix, requestID string) (key, keyID string, err error) {
+	if requestID == "" {
+		return keyformat.Generate(prefix)
+	}
+	keyID = keyformat.KeyIDFromSeed(keyHash(secret, "key_id\x00"+requestID))
+	key, err = keyformat.GenerateWithKeyID(prefix, keyID)
+	return key, keyID, err
+}
+
 // leaseResponse is the one response that carries the key.
 func (b *backend) leaseResponse(ik *issuedKey) *logical.Response {
 	data := ik.record.publicData(ik.record.CreatedAt)
@@ -223,9 +234,6 @@ func (b *backend) leaseResponse(ik *issuedKey) *logical.Response {
 	}
 	return resp
 }
-
-// hashesEqual compares two HMACs in constant time.
-func hashesEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
 
 const credsHelpSyn = `Issue a new API key from a role.`
 

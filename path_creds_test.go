@@ -190,3 +190,28 @@ func TestCredsMergedMetadataIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestIssueReplayLeavesNoOrphan: Vault replays a request once, with the same id, when
+// the plugin died under it. The replay lands on the first attempt's record, so the key
+// that reached nobody (and has no lease) does not stay in the inventory as "active".
+func TestIssueReplayLeavesNoOrphan(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	issue := func(id string) *logical.Response {
+		resp, err := e.b.HandleRequest(e.ctx, &logical.Request{ID: id, Operation: logical.ReadOperation, Path: "creds/svc", Storage: e.storage})
+		require.NoError(t, err)
+		require.False(t, resp.IsError(), "%v", resp.Data)
+		return resp
+	}
+	lost := issue("req-1")
+	replay := issue("req-1")
+	require.Equal(t, lost.Data["key_id"], replay.Data["key_id"])
+	require.NotEqual(t, lost.Data["api_key"], replay.Data["api_key"])
+	require.Equal(t, []string{replay.Data["key_id"].(string)}, e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"])
+	require.Equal(t, codeNotFound, e.verifyCode(lost.Data["api_key"].(string)))
+	require.Equal(t, codeValid, e.verifyCode(replay.Data["api_key"].(string)))
+
+	other := issue("req-2")
+	require.NotEqual(t, replay.Data["key_id"], other.Data["key_id"], "another request, another key_id")
+	require.Len(t, e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"], 2)
+}

@@ -3,6 +3,7 @@ package apikey
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -52,7 +53,8 @@ func pathRotate(b *backend) *framework.Path {
 }
 
 // pathRotate issues a replacement key (a new lease, same role, scopes, name, metadata and
-// spent uses) and ends the old key's validity after the grace period.
+// spent uses) and ends the old key's validity after the grace period. Its two writes are
+// covered by a WAL entry (rotation_wal.go).
 func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	roleName, errResp := roleNameFrom(d, "role")
 	if errResp != nil {
@@ -62,12 +64,31 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	old, errResp, err := b.rotationTarget(ctx, req, d, roleName)
+	target, errResp, err := b.rotationTarget(ctx, req, d, roleName)
 	if errResp != nil || err != nil {
 		return errResp, err
 	}
-	id := old.KeyID
-	if resp := rotatable(old, id, req.ID, time.Now()); resp != nil {
+	id := target.KeyID
+
+	lock := b.keyLock(id)
+	lock.Lock()
+	defer lock.Unlock()
+	old, err := b.storageKeyEntry(ctx, req.Storage, id)
+	if err != nil {
+		return nil, err
+	}
+	if old != nil {
+		rolledBack, err := b.rollBackDeadRotation(ctx, req.Storage, old)
+		if err != nil {
+			return nil, err
+		}
+		if rolledBack {
+			if old, err = b.storageKeyEntry(ctx, req.Storage, id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if resp := rotatable(old, id, time.Now()); resp != nil {
 		return resp, nil
 	}
 	r, err := b.getRole(ctx, req.Storage, roleName)
@@ -81,37 +102,81 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 		return logical.ErrorResponse("role %q no longer grants scope %.40q: issue a new key", roleName, missing), nil
 	}
 
-	useCount, lastUsed := old.UseCount, old.LastUsedAt
-	if count, last, ok := b.usage.Peek(id); ok {
-		useCount, lastUsed = count, last
-	}
-	replacement, errResp, err := b.newIssuedKey(ctx, req, issueRequest{
-		roleName: roleName, role: r, scopes: old.Scopes, ttl: old.TTL, name: old.Name, metadata: old.Metadata,
-		useCount: useCount, lastUsedAt: lastUsed,
-	})
+	replacement, errResp, err := b.newReplacement(ctx, req, r, old)
 	if errResp != nil || err != nil {
 		return errResp, err
 	}
-	// Store the replacement first, then retire the old key under its lock: the
-	// replacement's lock entry may be the same as the old key's.
-	if err := b.putKeyEntry(ctx, req.Storage, replacement.record); err != nil {
+	retired, err := b.writeRotation(ctx, req.Storage, old, replacement.record, grace)
+	if err != nil {
 		return nil, err
-	}
-	newID := replacement.record.KeyID
-
-	lock := b.keyLock(id)
-	lock.Lock()
-	defer lock.Unlock()
-	retired, errResp, err := b.retireRotatedKey(ctx, req, id, newID, grace)
-	if errResp != nil || err != nil {
-		// The old key was revoked or rotated meanwhile, or the write failed: withdraw the
-		// replacement. No lock is needed for it: nobody has its key_id yet.
-		return errResp, errors.Join(err, b.deleteKeyEntry(ctx, req.Storage, newID))
 	}
 	resp := b.leaseResponse(replacement)
 	resp.Data["old_key_id"] = id
 	resp.Data["old_expires_at"] = retired.InvalidAfter.Format(time.RFC3339)
 	return resp, nil
+}
+
+// newReplacement builds the replacement for old from role r; it stores nothing.
+func (b *backend) newReplacement(ctx context.Context, req *logical.Request, r *role, old *keyEntry) (*issuedKey, *logical.Response, error) {
+	useCount, lastUsed := old.UseCount, old.LastUsedAt
+	if count, last, ok := b.usage.Peek(old.KeyID); ok {
+		useCount, lastUsed = count, last
+	}
+	replacement, errResp, err := b.newIssuedKey(ctx, req, issueRequest{
+		roleName: old.Role, role: r, scopes: old.Scopes, ttl: old.TTL, name: old.Name, metadata: old.Metadata,
+		useCount: useCount, lastUsedAt: lastUsed,
+	})
+	if errResp != nil || err != nil {
+		return nil, errResp, err
+	}
+	token, err := newRotationToken()
+	if err != nil {
+		return nil, nil, err
+	}
+	replacement.record.RotationToken = token
+	return replacement, nil, nil
+}
+
+// writeRotation stores the replacement and retires old, under a WAL entry that is
+// deleted only once both writes landed. On failure it undoes what it wrote. The caller
+// holds old's lock.
+func (b *backend) writeRotation(ctx context.Context, s logical.Storage, old, replacement *keyEntry, grace time.Duration) (*keyEntry, error) {
+	w := rotationWAL{OldKeyID: old.KeyID, NewKeyID: replacement.KeyID, Token: replacement.RotationToken}
+	walID, err := framework.PutWAL(ctx, s, walKindRotation, w)
+	if err != nil {
+		return nil, fmt.Errorf("writing rotation WAL entry: %w", err)
+	}
+	abandon := func(cause error) error {
+		if err := b.undoRotation(ctx, s, w); err != nil {
+			return errors.Join(cause, err) // the periodic rollback finishes it
+		}
+		return errors.Join(cause, framework.DeleteWAL(ctx, s, walID))
+	}
+	if err := b.putKeyEntry(ctx, s, replacement); err != nil {
+		return nil, abandon(err)
+	}
+
+	retired := *old
+	retired.InvalidAfter = time.Now().UTC().Add(grace).Truncate(time.Second)
+	if until := old.validUntil(); until.Before(retired.InvalidAfter) {
+		retired.InvalidAfter = until // a grace never extends the old key's life
+	}
+	retired.ReplacedBy = replacement.KeyID
+	retired.RotationToken = w.Token
+	if err := b.putKeyEntry(ctx, s, &retired); err != nil {
+		// The write may have landed although it reported an error: then the rotation
+		// is complete.
+		landed, readErr := b.storageKeyEntry(ctx, s, old.KeyID)
+		if readErr != nil || landed == nil || landed.RotationToken != w.Token {
+			return nil, abandon(err)
+		}
+	}
+	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+		// Left in place, the entry would make the periodic rollback undo a rotation
+		// whose key the client holds: undo it now and say so.
+		return nil, abandon(errors.Join(errRotationLost, err))
+	}
+	return &retired, nil
 }
 
 // rotationTarget finds the key to rotate from key_id or api_key. A key of another role
@@ -157,50 +222,11 @@ func (b *backend) rotationTarget(ctx context.Context, req *logical.Request, d *f
 	return k, nil, nil
 }
 
-// retireRotatedKey points the old key at its replacement and sets the end of its grace.
-// The caller holds the old key's lock.
-func (b *backend) retireRotatedKey(ctx context.Context, req *logical.Request, id, newID string, grace time.Duration) (*keyEntry, *logical.Response, error) {
-	current, err := b.storageKeyEntry(ctx, req.Storage, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	if refused := rotatable(current, id, req.ID, time.Now()); refused != nil {
-		return nil, refused, nil
-	}
-	next := *current
-	if isRotationReplay(current, req.ID) {
-		// Vault replays a request once when the plugin process died under it: the first
-		// attempt's replacement never reached anyone (Vault made no lease for it), so
-		// withdraw it and hand out this one. The grace was set then.
-		if err := b.deleteKeyEntry(ctx, req.Storage, current.ReplacedBy); err != nil {
-			return nil, nil, err
-		}
-	} else {
-		next.InvalidAfter = time.Now().UTC().Add(grace).Truncate(time.Second)
-		if until := current.validUntil(); until.Before(next.InvalidAfter) {
-			next.InvalidAfter = until // a grace never extends the old key's life
-		}
-	}
-	next.ReplacedBy = newID
-	next.RotationRequestID = req.ID
-	if err := b.putKeyEntry(ctx, req.Storage, &next); err != nil {
-		// The write may have landed although it reported an error: then the old key
-		// already points at the new one, which must not be withdrawn.
-		if landed, readErr := b.storageKeyEntry(ctx, req.Storage, id); readErr == nil && landed != nil && landed.ReplacedBy == newID {
-			return &next, nil, nil
-		}
-		return nil, nil, err
-	}
-	return &next, nil, nil
-}
-
-// rotatable returns an error response when k cannot be rotated by request requestID.
-func rotatable(k *keyEntry, id, requestID string, now time.Time) *logical.Response {
+// rotatable returns an error response when k cannot be rotated.
+func rotatable(k *keyEntry, id string, now time.Time) *logical.Response {
 	switch {
 	case k == nil:
 		return logical.ErrorResponse("key %s does not exist", id)
-	case isRotationReplay(k, requestID):
-		return nil
 	case k.ReplacedBy != "":
 		return logical.ErrorResponse("key %s was already rotated (replaced by %s)", id, k.ReplacedBy)
 	case k.Disabled:
@@ -210,12 +236,6 @@ func rotatable(k *keyEntry, id, requestID string, now time.Time) *logical.Respon
 		return logical.ErrorResponse("key %s has expired: issue a new key", id)
 	}
 	return nil
-}
-
-// isRotationReplay reports whether k was rotated by this very request before: Vault
-// retries a request with the same ID after restarting a crashed plugin.
-func isRotationReplay(k *keyEntry, requestID string) bool {
-	return requestID != "" && k.ReplacedBy != "" && k.RotationRequestID == requestID
 }
 
 const rotateHelpSyn = `Issue a replacement for a key of this role, with a grace period for the old one.`
@@ -229,4 +249,6 @@ verifying until now + grace_period (default 0: it stops at once), then verifies 
 EXPIRED; a grace longer than the old key's remaining life does not extend it. The
 response carries the new key and both expiries (expires_at for the new key,
 old_expires_at for the old one). A key can be rotated once, and not while disabled.
+A rotation that dies before it answers is rolled back (the old key restored, the
+replacement deleted) by the next rotation of the key or by Vault's rollback manager.
 `

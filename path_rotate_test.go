@@ -1,9 +1,14 @@
 package apikey
 
 import (
+	"context"
+	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 )
@@ -117,38 +122,185 @@ func TestRotateEdgeCases(t *testing.T) {
 	})
 }
 
-// TestRotateReplayAfterPluginCrash: Vault replays a request, same ID, when the plugin
-// died while handling it. The replay must hand out a working replacement, and the first
-// attempt's replacement (which reached nobody) must be withdrawn.
-func TestRotateReplayAfterPluginCrash(t *testing.T) {
+// crashingStorage ends the calling goroutine (as a plugin crash ends the request) just
+// before the first write that crashAt selects reaches storage.
+type crashingStorage struct {
+	logical.Storage
+	crashAt func(op, key string) bool
+	crashed atomic.Bool
+}
+
+func (s *crashingStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	if !s.crashed.Load() && s.crashAt("put", entry.Key) {
+		s.crashed.Store(true)
+		runtime.Goexit()
+	}
+	return s.Storage.Put(ctx, entry)
+}
+
+func (s *crashingStorage) Delete(ctx context.Context, key string) error {
+	if !s.crashed.Load() && s.crashAt("delete", key) {
+		s.crashed.Store(true)
+		runtime.Goexit()
+	}
+	return s.Storage.Delete(ctx, key)
+}
+
+// restart is a new plugin process on the same storage: nothing in memory survives.
+func (e *testEnv) restart(t *testing.T) *testEnv {
+	t.Helper()
+	config := logical.TestBackendConfig()
+	config.StorageView = e.storage
+	config.System = &logical.StaticSystemView{DefaultLeaseTTLVal: testDefaultTTL, MaxLeaseTTLVal: testMaxTTL}
+	raw, err := Factory(context.Background(), config)
+	require.NoError(t, err)
+	return &testEnv{t: t, b: raw.(*backend), storage: e.storage, ctx: context.Background()}
+}
+
+// rollBackNow runs Vault's periodic WAL rollback for entries of any age.
+func (e *testEnv) rollBackNow(t *testing.T) {
+	t.Helper()
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{
+		Operation: logical.RollbackOperation, Storage: e.storage, Data: map[string]interface{}{"immediate": true},
+	})
+	require.NoError(t, err)
+	require.False(t, resp != nil && resp.IsError(), "%v", resp)
+}
+
+// TestRotationThatDiesIsRolledBack kills a rotation between each of its writes, restarts
+// the plugin, then either replays the request (as Vault does once after a plugin crash)
+// or lets the WAL rollback run: the replay hands out a working key, the rollback restores
+// the old key, and neither leaves a record whose key reached nobody.
+func TestRotationThatDiesIsRolledBack(t *testing.T) {
+	crashPoints := []struct {
+		name    string
+		crashAt func(oldID string) func(op, key string) bool
+	}{
+		{"after the WAL entry", func(oldID string) func(string, string) bool {
+			return func(op, key string) bool {
+				return op == "put" && strings.HasPrefix(key, keyPrefix) && key != keyPrefix+oldID
+			}
+		}},
+		{"after the replacement", func(oldID string) func(string, string) bool {
+			return func(op, key string) bool { return op == "put" && key == keyPrefix+oldID }
+		}},
+		{"after retiring the old key", func(string) func(string, string) bool {
+			return func(op, key string) bool { return op == "delete" && strings.HasPrefix(key, "wal/") }
+		}},
+	}
+	for _, cp := range crashPoints {
+		for _, recovery := range []string{"replay", "rollback"} {
+			t.Run(cp.name+" then "+recovery, func(t *testing.T) {
+				e := newTestEnv(t)
+				e.writeRole("svc", map[string]interface{}{"max_uses": 10})
+				old := e.issue("svc", nil)
+				require.Equal(t, codeValid, e.verifyCode(old.key))
+				require.NoError(t, e.b.periodic(e.ctx, &logical.Request{Storage: e.storage}))
+
+				crashing := &crashingStorage{Storage: e.storage, crashAt: cp.crashAt(old.keyID)}
+				request := func(s logical.Storage) *logical.Request {
+					return &logical.Request{
+						ID: "req-1", Operation: logical.UpdateOperation, Path: "creds/svc/rotate",
+						Data: map[string]interface{}{"key_id": old.keyID}, Storage: s,
+					}
+				}
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					_, _ = e.b.HandleRequest(e.ctx, request(crashing))
+				}()
+				<-done
+				require.True(t, crashing.crashed.Load(), "the rotation reached the crash point")
+
+				restarted := e.restart(t)
+				switch recovery {
+				case "replay":
+					resp, err := restarted.b.HandleRequest(e.ctx, request(e.storage))
+					require.NoError(t, err)
+					require.False(t, resp.IsError(), "%v", resp.Data)
+					replacement := resp.Data["api_key"].(string)
+					require.Equal(t, codeValid, restarted.verifyCode(replacement))
+					require.Equal(t, codeExpired, restarted.verifyCode(old.key))
+					require.ElementsMatch(t, []string{old.keyID, resp.Data["key_id"].(string)},
+						restarted.mustOK(logical.ListOperation, "keys/", nil).Data["keys"], "no orphaned record")
+					read := restarted.mustOK(logical.ReadOperation, "keys/"+resp.Data["key_id"].(string), nil).Data
+					require.Equal(t, int64(2), read["use_count"], "spent uses carried over (1 before, 1 since)")
+					// A dead attempt's entry the replay did not need lingers until the
+					// periodic rollback, which must leave the completed rotation alone.
+					restarted.rollBackNow(t)
+					require.Equal(t, codeValid, restarted.verifyCode(replacement))
+					require.Equal(t, codeExpired, restarted.verifyCode(old.key))
+				case "rollback":
+					restarted.rollBackNow(t)
+					require.Equal(t, codeValid, restarted.verifyCode(old.key), "the old key is restored")
+					require.Equal(t, []string{old.keyID}, restarted.mustOK(logical.ListOperation, "keys/", nil).Data["keys"])
+					require.NotContains(t, restarted.mustOK(logical.ReadOperation, "keys/"+old.keyID, nil).Data, "replaced_by")
+					// And the key can be rotated again.
+					rotated := restarted.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": old.keyID})
+					require.Equal(t, codeValid, restarted.verifyCode(rotated.Data["api_key"].(string)))
+				}
+				wal, err := framework.ListWAL(e.ctx, e.storage)
+				require.NoError(t, err)
+				require.Empty(t, wal, "no WAL entry is left")
+			})
+		}
+	}
+}
+
+// TestRotationWALRollbackLeavesCompletedAttemptsAlone: a dead attempt's WAL entry must
+// not undo a later attempt of the same request that completed, although both
+// replacements share a key_id.
+func TestRotationWALRollbackLeavesCompletedAttemptsAlone(t *testing.T) {
 	e := newTestEnv(t)
 	e.writeRole("svc", nil)
 	old := e.issue("svc", nil)
-	rotate := func(requestID string) (*logical.Response, error) {
-		return e.b.HandleRequest(e.ctx, &logical.Request{
-			ID: requestID, Operation: logical.UpdateOperation, Path: "creds/svc/rotate",
-			Data: map[string]interface{}{"key_id": old.keyID, "grace_period": "1m"}, Storage: e.storage,
-		})
+	crashing := &crashingStorage{Storage: e.storage, crashAt: func(op, key string) bool {
+		return op == "put" && key == keyPrefix+old.keyID
+	}}
+	request := func(s logical.Storage) *logical.Request {
+		return &logical.Request{ID: "req-1", Operation: logical.UpdateOperation, Path: "creds/svc/rotate",
+			Data: map[string]interface{}{"key_id": old.keyID}, Storage: s}
 	}
-	first, err := rotate("req-1")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = e.b.HandleRequest(e.ctx, request(crashing))
+	}()
+	<-done
+	restarted := e.restart(t)
+	resp, err := restarted.b.HandleRequest(e.ctx, request(e.storage))
 	require.NoError(t, err)
-	lost := first.Data["key_id"].(string)
+	require.False(t, resp.IsError(), "%v", resp.Data)
+	wal, err := framework.ListWAL(e.ctx, e.storage)
+	require.NoError(t, err)
+	require.Len(t, wal, 1, "the dead attempt's entry (its old key was never retired, so the replay did not find it)")
 
-	replay, err := rotate("req-1")
+	restarted.rollBackNow(t)
+	require.Equal(t, codeValid, restarted.verifyCode(resp.Data["api_key"].(string)), "the delivered replacement survives")
+	require.Equal(t, codeExpired, restarted.verifyCode(old.key))
+	wal, err = framework.ListWAL(e.ctx, e.storage)
 	require.NoError(t, err)
-	require.False(t, replay.IsError(), "%v", replay.Data)
-	delivered := replay.Data["api_key"].(string)
-	require.NotEqual(t, lost, replay.Data["key_id"])
-	require.Equal(t, first.Data["old_expires_at"], replay.Data["old_expires_at"], "the grace is not restarted")
-	require.Equal(t, codeValid, e.verifyCode(delivered))
-	require.Equal(t, codeNotFound, e.verifyCode(first.Data["api_key"].(string)), "the undelivered key is withdrawn")
-	require.Nil(t, e.do(logical.ReadOperation, "keys/"+lost, nil))
+	require.Empty(t, wal)
+}
 
-	// Another request (a client retry) is refused as before.
-	e.mustFail(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": old.keyID}, "already rotated")
-	retry, err := rotate("req-2")
+// TestRotationOfACompletedRotationIsRefused: a rotation that answered is never undone.
+func TestRotationOfACompletedRotationIsRefused(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	old := e.issue("svc", nil)
+	req := func() (*logical.Response, error) {
+		return e.b.HandleRequest(e.ctx, &logical.Request{ID: "req-1", Operation: logical.UpdateOperation,
+			Path: "creds/svc/rotate", Data: map[string]interface{}{"key_id": old.keyID}, Storage: e.storage})
+	}
+	first, err := req()
 	require.NoError(t, err)
-	require.True(t, retry.IsError())
+	again, err := req()
+	require.NoError(t, err)
+	require.True(t, again.IsError())
+	require.Contains(t, again.Data["error"], "already rotated")
+	require.Equal(t, codeValid, e.verifyCode(first.Data["api_key"].(string)))
+	e.rollBackNow(t)
+	require.Equal(t, codeValid, e.verifyCode(first.Data["api_key"].(string)))
 }
 
 // TestRotateStaysInsideTheRole: key ids are not secret, so rotation must never reach a

@@ -11,6 +11,8 @@ package keyformat
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -75,13 +77,64 @@ func generate(random io.Reader, prefix string) (key, keyID string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("reading randomness: %w", err)
 	}
+	return assemble(prefix, random62), string(random62[:KeyIDLen]), nil
+}
+
+// GenerateWithKeyID returns a new key with the given prefix and key_id; the secret part
+// comes from crypto/rand. It is for callers that derive the key_id (see KeyIDFromSeed),
+// so that a request replayed after a crash lands on the same key record.
+func GenerateWithKeyID(prefix, keyID string) (string, error) {
+	if !ValidPrefix(prefix) {
+		return "", ErrBadPrefix
+	}
+	if !ValidKeyID(keyID) {
+		return "", errors.New("key_id must be 16 base62 characters")
+	}
+	secret62, err := randomBase62(rand.Reader, SecretLen)
+	if err != nil {
+		return "", fmt.Errorf("reading randomness: %w", err)
+	}
+	return assemble(prefix, append([]byte(keyID), secret62...)), nil
+}
+
+// KeyIDFromSeed derives a key_id, uniform over base62, from seed (which must itself be
+// unpredictable to others, e.g. an HMAC under a secret).
+func KeyIDFromSeed(seed []byte) string {
+	id, _ := randomBase62(&seedStream{seed: seed}, KeyIDLen) // a seedStream never fails
+	return string(id)
+}
+
+// seedStream is SHA-256 in counter mode over a seed: an endless deterministic stream.
+type seedStream struct {
+	seed    []byte
+	counter uint64
+	buf     []byte
+}
+
+func (s *seedStream) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(s.buf) == 0 {
+			block := sha256.Sum256(binary.BigEndian.AppendUint64(append([]byte(nil), s.seed...), s.counter))
+			s.counter++
+			s.buf = block[:]
+		}
+		c := copy(p[n:], s.buf)
+		s.buf = s.buf[c:]
+		n += c
+	}
+	return n, nil
+}
+
+// assemble writes "<prefix>_<body62><checksum>".
+func assemble(prefix string, body62 []byte) string {
 	var b strings.Builder
 	b.Grow(len(prefix) + 1 + BodyLen)
 	b.WriteString(prefix)
 	b.WriteByte('_')
-	b.Write(random62)
+	b.Write(body62)
 	b.Write(encodeChecksum(crc32.ChecksumIEEE([]byte(b.String()))))
-	return b.String(), string(random62[:KeyIDLen]), nil
+	return b.String()
 }
 
 // Parsed is what Parse learns from a key without storage.

@@ -145,3 +145,43 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestGenerateWithKeyID(t *testing.T) {
+	id := KeyIDFromSeed([]byte("seed"))
+	require.True(t, ValidKeyID(id))
+	require.Equal(t, id, KeyIDFromSeed([]byte("seed")), "deterministic")
+	require.NotEqual(t, id, KeyIDFromSeed([]byte("seed2")))
+
+	k1, err := GenerateWithKeyID("vk", id)
+	require.NoError(t, err)
+	k2, err := GenerateWithKeyID("vk", id)
+	require.NoError(t, err)
+	require.NotEqual(t, k1, k2, "the secret part is random")
+	for _, k := range []string{k1, k2} {
+		p, err := Parse(k)
+		require.NoError(t, err)
+		require.Equal(t, id, p.KeyID)
+		require.Equal(t, "vk", p.Prefix)
+	}
+	_, err = GenerateWithKeyID("vk", "short")
+	require.Error(t, err)
+	_, err = GenerateWithKeyID("V", id)
+	require.ErrorIs(t, err, ErrBadPrefix)
+}
+
+// TestKeyIDFromSeedIsUniform: every base62 character appears at every position with
+// about the same frequency.
+func TestKeyIDFromSeedIsUniform(t *testing.T) {
+	counts := map[byte]int{}
+	const n = 20000
+	for i := range n {
+		for _, c := range []byte(KeyIDFromSeed([]byte{byte(i), byte(i >> 8), byte(i >> 16)})) {
+			counts[c]++
+		}
+	}
+	require.Len(t, counts, 62)
+	want := float64(n*KeyIDLen) / 62
+	for c, got := range counts {
+		require.InDelta(t, want, float64(got), want*0.1, "character %q", c)
+	}
+}
