@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 )
@@ -29,13 +30,18 @@ func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	config := logical.TestBackendConfig()
 	config.StorageView = &logical.InmemStorage{}
-	config.System = &logical.StaticSystemView{
-		DefaultLeaseTTLVal: testDefaultTTL,
-		MaxLeaseTTLVal:     testMaxTTL,
-	}
+	config.System = testSystemView()
 	raw, err := Factory(context.Background(), config)
 	require.NoError(t, err)
 	return &testEnv{t: t, b: raw.(*backend), storage: config.StorageView, ctx: context.Background()}
+}
+
+func testSystemView() *logical.StaticSystemView {
+	return &logical.StaticSystemView{
+		DefaultLeaseTTLVal: testDefaultTTL,
+		MaxLeaseTTLVal:     testMaxTTL,
+		PluginEnvironment:  &logical.PluginEnvironment{VaultVersion: "1.21.0"},
+	}
 }
 
 // do sends a request and fails the test on a Go error (not on an error response).
@@ -254,4 +260,36 @@ type countingStorage struct {
 func (s *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
 	s.gets.Add(1)
 	return s.Storage.Get(ctx, key)
+}
+
+// TestEveryOperationDocumentsItsResponse: Vault's OpenAPI document comes from the paths'
+// Responses; every operation must say what it returns (fields, or nothing).
+func TestEveryOperationDocumentsItsResponse(t *testing.T) {
+	e := newTestEnv(t)
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.HelpOperation, Storage: e.storage})
+	require.NoError(t, err)
+	doc, ok := resp.Data["openapi"].(*framework.OASDocument)
+	require.True(t, ok, "help has no OpenAPI document")
+	operations := 0
+	for path, item := range doc.Paths {
+		for method, op := range map[string]*framework.OASOperation{"get": item.Get, "post": item.Post, "delete": item.Delete} {
+			if op == nil {
+				continue
+			}
+			operations++
+			if r, ok := op.Responses[204]; ok && r != framework.OASStdRespNoContent {
+				continue
+			}
+			r, ok := op.Responses[200]
+			require.True(t, ok, "%s %s documents no 200 or 204 response", method, path)
+			require.NotNil(t, r.Content, "%s %s: the 200 response has no schema", method, path)
+			schema := r.Content["application/json"].Schema
+			if schema.Ref == "#/components/schemas/StandardListResponse" {
+				continue
+			}
+			name := strings.TrimPrefix(schema.Ref, "#/components/schemas/")
+			require.NotEmpty(t, doc.Components.Schemas[name].Properties, "%s %s: empty response schema", method, path)
+		}
+	}
+	require.GreaterOrEqual(t, operations, 14)
 }

@@ -66,10 +66,16 @@ func pathConfig(b *backend) *framework.Path {
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathConfigRead,
 				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
+				Responses: okResponse(map[string]*framework.FieldSchema{
+					"cache_size":         {Type: framework.TypeInt, Description: "How many key records verify keeps in memory (per node)."},
+					"tidy_safety_buffer": {Type: framework.TypeDurationSecond, Description: "How long past expiry a key record is kept before tidy removes it (seconds)."},
+					"tidy_interval":      {Type: framework.TypeDurationSecond, Description: "How often tidy runs by itself (seconds; 0 = never)."},
+				}),
 			},
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:     b.pathConfigWrite,
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:    noContentResponse(),
 			},
 		},
 		HelpSynopsis:    strings.TrimSpace(configHelpSyn),
@@ -158,6 +164,6 @@ const configHelpSyn = `Configure the apikey secrets engine.`
 const configHelpDesc = `
 Settings of this mount. cache_size bounds how many key records verify keeps in memory on
 each node. tidy_safety_buffer is how long past expiry a key record stays before tidy
-removes it; tidy_interval is how often tidy runs by itself (0 = never). The mount's HMAC secret is generated on first use, stored seal-wrapped, and
-never returned by this or any other path.
+removes it; tidy_interval is how often tidy runs by itself (0 = never). The mount's HMAC secret is generated on first use, stored apart (barrier-encrypted;
+seal-wrapped too on Vault Enterprise), and never returned by this or any other path.
 `

@@ -52,13 +52,20 @@ func pathCreds(b *backend) *framework.Path {
 		// No ExistenceCheck: creds is never "created", every write issues a new key, so
 		// both read and update need the same capability shape as other secrets engines.
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathCredsIssue},
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathCredsIssue},
+			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathCredsIssue, Responses: okResponse(issuedKeyFields)},
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathCredsIssue, Responses: okResponse(issuedKeyFields)},
 		},
 		HelpSynopsis:    strings.TrimSpace(credsHelpSyn),
 		HelpDescription: strings.TrimSpace(credsHelpDesc),
 	}
 }
+
+// issuedKeyFields documents leaseResponse: the key's public fields (the lease carries
+// the TTL) and the key itself.
+var issuedKeyFields = withFields(keyPublicFields, map[string]*framework.FieldSchema{
+	"api_key": {Type: framework.TypeString, Description: "The API key. Returned this once; only its HMAC is stored."},
+	"ttl":     nil,
+})
 
 // issueRequest is what a new key is made of, after the role's defaults were applied.
 type issueRequest struct {

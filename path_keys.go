@@ -28,7 +28,7 @@ func pathKeys(b *backend) []*framework.Path {
 				OperationSuffix: "keys",
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeysList},
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeysList, Responses: listResponse(true)},
 			},
 			HelpSynopsis:    strings.TrimSpace(keysListHelpSyn),
 			HelpDescription: strings.TrimSpace(keysListHelpDesc),
@@ -58,9 +58,9 @@ func pathKeys(b *backend) []*framework.Path {
 			// update that answers 404, never a create.
 			ExistenceCheck: func(context.Context, *logical.Request, *framework.FieldData) (bool, error) { return true, nil },
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathKeyRead},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathKeyUpdate},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathKeyDelete},
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathKeyRead, Responses: okResponse(keyRecordFields)},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathKeyUpdate, Responses: okResponse(keyRecordFields)},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathKeyDelete, Responses: noContentResponse()},
 			},
 			HelpSynopsis:    strings.TrimSpace(keyHelpSyn),
 			HelpDescription: strings.TrimSpace(keyHelpDesc),
@@ -109,6 +109,20 @@ func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, _ *fra
 	}
 	return logical.ListResponseWithInfo(listed, info), nil
 }
+
+// keyRecordFields documents keyReadData.
+var keyRecordFields = withFields(keyPublicFields, map[string]*framework.FieldSchema{
+	"created_at":       {Type: framework.TypeString, Description: "When the key was issued (RFC 3339)."},
+	"disabled":         {Type: framework.TypeBool, Description: "Whether the key is disabled."},
+	"bound_cidrs":      {Type: framework.TypeStringSlice, Description: "Networks the key may be used from."},
+	"rate_limit":       {Type: framework.TypeFloat, Description: "Requests per second allowed (0 = off)."},
+	"rate_limit_burst": {Type: framework.TypeInt, Description: "Token bucket size of the rate limit."},
+	"max_uses":         {Type: framework.TypeInt64, Description: "Uses allowed (0 = unlimited)."},
+	"use_count":        {Type: framework.TypeInt64, Description: "Uses counted so far."},
+	"last_used_at":     {Type: framework.TypeString, Description: "Last counted use (RFC 3339), or empty."},
+	"remaining_uses":   {Type: framework.TypeInt64, Description: "Uses left (keys with max_uses only)."},
+	"replaced_by":      {Type: framework.TypeString, Description: "key_id of the key that rotated this one out (rotated keys only)."},
+})
 
 func (b *backend) keyReadData(k *keyEntry) map[string]interface{} {
 	data := k.publicData(time.Now())

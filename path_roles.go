@@ -94,6 +94,9 @@ var roleFields = map[string]*framework.FieldSchema{
 	},
 }
 
+// roleResponseFields documents role.toResponseData: every role field but the name.
+var roleResponseFields = withFields(roleFields, map[string]*framework.FieldSchema{"name": nil})
+
 func pathRoles(b *backend) []*framework.Path {
 	return []*framework.Path{
 		{
@@ -103,7 +106,7 @@ func pathRoles(b *backend) []*framework.Path {
 				OperationSuffix: "roles",
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathRoleList},
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathRoleList, Responses: listResponse(false)},
 			},
 			HelpSynopsis:    strings.TrimSpace(roleListHelpSyn),
 			HelpDescription: strings.TrimSpace(roleListHelpDesc),
@@ -117,10 +120,10 @@ func pathRoles(b *backend) []*framework.Path {
 			Fields:         roleFields,
 			ExistenceCheck: b.pathRoleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead},
-				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete},
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead, Responses: okResponse(roleResponseFields)},
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Responses: noContentResponse()},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Responses: noContentResponse()},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete, Responses: noContentResponse()},
 			},
 			HelpSynopsis:    strings.TrimSpace(roleHelpSyn),
 			HelpDescription: strings.TrimSpace(roleHelpDesc),

@@ -45,12 +45,18 @@ func pathRotate(b *backend) *framework.Path {
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRotate},
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRotate, Responses: okResponse(rotatedKeyFields)},
 		},
 		HelpSynopsis:    strings.TrimSpace(rotateHelpSyn),
 		HelpDescription: strings.TrimSpace(rotateHelpDesc),
 	}
 }
+
+// rotatedKeyFields documents pathRotate's answer: the new key, and the old key's id and end.
+var rotatedKeyFields = withFields(issuedKeyFields, map[string]*framework.FieldSchema{
+	"old_key_id":     {Type: framework.TypeString, Description: "The rotated key's key_id."},
+	"old_expires_at": {Type: framework.TypeString, Description: "When the rotated key stops verifying (RFC 3339): now + grace_period, or its own expiry if sooner."},
+})
 
 // pathRotate issues a replacement key (a new lease, same role, scopes, name, metadata and
 // spent uses) and ends the old key's validity after the grace period. Its two writes are

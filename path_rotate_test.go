@@ -151,7 +151,7 @@ func (e *testEnv) restart(t *testing.T) *testEnv {
 	t.Helper()
 	config := logical.TestBackendConfig()
 	config.StorageView = e.storage
-	config.System = &logical.StaticSystemView{DefaultLeaseTTLVal: testDefaultTTL, MaxLeaseTTLVal: testMaxTTL}
+	config.System = testSystemView()
 	raw, err := Factory(context.Background(), config)
 	require.NoError(t, err)
 	return &testEnv{t: t, b: raw.(*backend), storage: e.storage, ctx: context.Background()}

@@ -20,7 +20,10 @@ func pathTidy(b *backend) *framework.Path {
 			OperationVerb:   "tidy",
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathTidy},
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathTidy, Responses: okResponse(map[string]*framework.FieldSchema{
+				"scanned": {Type: framework.TypeInt, Description: "Key records looked at."},
+				"deleted": {Type: framework.TypeInt, Description: "Key records removed."},
+			})},
 		},
 		HelpSynopsis:    strings.TrimSpace(tidyHelpSyn),
 		HelpDescription: strings.TrimSpace(tidyHelpDesc),

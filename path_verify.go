@@ -63,13 +63,8 @@ func pathVerify(b *backend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback: b.pathVerify,
-				Responses: map[int][]framework.Response{
-					200: {{
-						Description: "OK",
-						Fields:      verifyResponseFields,
-					}},
-				},
+				Callback:  b.pathVerify,
+				Responses: okResponse(verifyResponseFields),
 			},
 		},
 		HelpSynopsis:    strings.TrimSpace(verifyHelpSyn),
@@ -77,20 +72,14 @@ func pathVerify(b *backend) *framework.Path {
 	}
 }
 
-var verifyResponseFields = map[string]*framework.FieldSchema{
+// verifyResponseFields: the key's public fields are returned for codes after NOT_FOUND.
+var verifyResponseFields = withFields(keyPublicFields, map[string]*framework.FieldSchema{
 	"valid":          {Type: framework.TypeBool, Description: "Whether the key may be used for this request."},
 	"code":           {Type: framework.TypeString, Description: "Why: MALFORMED, NOT_FOUND, DISABLED, EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE, RATE_LIMITED, USAGE_EXCEEDED or VALID."},
-	"key_id":         {Type: framework.TypeString, Description: "Public identifier of the key (codes after NOT_FOUND)."},
-	"role":           {Type: framework.TypeString, Description: "Role the key was issued from."},
-	"name":           {Type: framework.TypeString, Description: "The key's label."},
-	"scopes":         {Type: framework.TypeStringSlice, Description: "Scopes granted to the key."},
-	"metadata":       {Type: framework.TypeKVPairs, Description: "The key's metadata."},
-	"expires_at":     {Type: framework.TypeString, Description: "When the key expires (RFC 3339)."},
-	"ttl":            {Type: framework.TypeInt, Description: "Seconds until the key expires."},
 	"remaining_uses": {Type: framework.TypeInt64, Description: "Uses left under max_uses (only for keys with max_uses)."},
 	"rate_limit":     {Type: framework.TypeFloat, Description: "The key's rate limit in requests per second (only for rate-limited keys)."},
 	"retry_after":    {Type: framework.TypeInt, Description: "Seconds until the rate limit admits a request (RATE_LIMITED only)."},
-}
+})
 
 func verifyResult(code string) *logical.Response {
 	return &logical.Response{Data: map[string]interface{}{"valid": false, "code": code}}

@@ -137,6 +137,12 @@ func TestIssuerPolicyIsPerRole(t *testing.T) {
 	requireCLIDenied(t, s.CLIFail(t, token, "lease", "revoke", theirs.LeaseID))
 	requireCLIDenied(t, s.CLIFail(t, token, "lease", "revoke", "-prefix", "apikey/creds/demo"))
 	requireCode(t, verifier, "apikey", theirs.Key, codeValid)
+	// The path form with another role's lease in the body (Vault reads the body first).
+	_, err = issuer.Logical().Write("sys/leases/revoke/"+mine.LeaseID, map[string]interface{}{"lease_id": theirs.LeaseID})
+	requireForbidden(t, err)
+	_, err = issuer.Logical().Write("sys/leases/revoke", map[string]interface{}{"lease_id": theirs.LeaseID})
+	requireForbidden(t, err)
+	requireCode(t, verifier, "apikey", theirs.Key, codeValid)
 	s.MustCLI(t, token, "lease", "renew", mine.LeaseID)
 	s.MustCLI(t, token, "lease", "revoke", mine.LeaseID)
 	requireCode(t, verifier, "apikey", mine.Key, codeNotFound)

@@ -23,11 +23,23 @@ path "apikey/creds/{{role}}/rotate" {
   }
 }
 
-# `vault lease revoke <lease_id>` for this role's keys (rotated ones included: their
-# leases live under apikey/creds/{{role}}/rotate/).
+# Revoking this role's leases (rotated keys' included: their leases live under
+# apikey/creds/{{role}}/rotate/), in both forms Vault accepts. Vault takes lease_id from
+# the body before the path, so the path form admits no lease_id in the body.
+#
+# `vault lease revoke <lease_id>` (the lease id in the path):
+path "sys/leases/revoke/apikey/creds/{{role}}/*" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "sync" = []
+  }
+}
+
+# The API form (the lease id in the body):
 path "sys/leases/revoke" {
   capabilities = ["update"]
   allowed_parameters = {
     "lease_id" = ["apikey/creds/{{role}}/*"]
+    "sync"     = []
   }
 }

@@ -1,0 +1,59 @@
+package apikey
+
+import (
+	"maps"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/framework"
+)
+
+// Response schemas for Vault's OpenAPI document (sys/internal/specs/openapi). Each path
+// documents what its handler returns; the integration suite compares the two against a
+// real server.
+
+// okResponse documents a 200 answer with these data fields.
+func okResponse(fields map[string]*framework.FieldSchema) map[int][]framework.Response {
+	return map[int][]framework.Response{http.StatusOK: {{Description: http.StatusText(http.StatusOK), Fields: fields}}}
+}
+
+// noContentResponse documents an answer without data (Vault sends 204).
+func noContentResponse() map[int][]framework.Response {
+	return map[int][]framework.Response{http.StatusNoContent: {{Description: http.StatusText(http.StatusNoContent)}}}
+}
+
+// listResponse documents a LIST answer; withInfo adds key_info (vault list -detailed).
+func listResponse(withInfo bool) map[int][]framework.Response {
+	fields := map[string]*framework.FieldSchema{
+		"keys": {Type: framework.TypeStringSlice, Description: "The names."},
+	}
+	if withInfo {
+		fields["key_info"] = &framework.FieldSchema{Type: framework.TypeMap, Description: "Details by name."}
+	}
+	return okResponse(fields)
+}
+
+// withFields returns a copy of base with extra added; a nil schema in extra removes
+// that field.
+func withFields(base map[string]*framework.FieldSchema, extra map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {
+	out := maps.Clone(base)
+	for name, schema := range extra {
+		if schema == nil {
+			delete(out, name)
+			continue
+		}
+		out[name] = schema
+	}
+	return out
+}
+
+// keyPublicFields documents keyEntry.publicData: what reads, issue and verify show
+// about a key.
+var keyPublicFields = map[string]*framework.FieldSchema{
+	"key_id":     {Type: framework.TypeString, Description: "Public identifier of the key."},
+	"role":       {Type: framework.TypeString, Description: "Role the key was issued from."},
+	"name":       {Type: framework.TypeString, Description: "The key's label."},
+	"scopes":     {Type: framework.TypeStringSlice, Description: "Scopes granted to the key."},
+	"metadata":   {Type: framework.TypeKVPairs, Description: "The key's metadata."},
+	"expires_at": {Type: framework.TypeString, Description: "When the key stops verifying (RFC 3339)."},
+	"ttl":        {Type: framework.TypeInt, Description: "Seconds until the key stops verifying."},
+}
