@@ -10,8 +10,34 @@ import (
 // the connection's peer, or, when the peer is a trusted proxy, the right-most address of
 // X-Forwarded-For that is not a trusted proxy. The zero Addr means unknown.
 func (m *Middleware) ClientIP(r *http.Request) netip.Addr {
+	return clientIP(r, m.trusted)
+}
+
+// ClientIPFor is Middleware.ClientIP for code without a Middleware: the same rules, with
+// trustedProxies as Config.TrustedProxies (invalid networks are ignored).
+func ClientIPFor(r *http.Request, trustedProxies []netip.Prefix) netip.Addr {
+	trusted := make([]netip.Prefix, 0, len(trustedProxies))
+	for _, p := range trustedProxies {
+		if p.IsValid() {
+			trusted = append(trusted, unmapPrefix(p))
+		}
+	}
+	return clientIP(r, trusted)
+}
+
+// unmapPrefix: peer addresses are unmapped before matching, so the networks must be too.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	bits := p.Bits()
+	if p.Addr().Is4In6() {
+		bits = max(bits-96, 0)
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), bits).Masked()
+}
+
+// clientIP implements ClientIP for trusted networks that are valid and unmapped.
+func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	peer := parseHostAddr(r.RemoteAddr)
-	if !peer.IsValid() || !m.isTrustedProxy(peer) {
+	if !peer.IsValid() || !isTrustedProxy(trusted, peer) {
 		return peer
 	}
 	hops := forwardedHops(r.Header.Values("X-Forwarded-For"))
@@ -26,7 +52,7 @@ func (m *Middleware) ClientIP(r *http.Request) netip.Addr {
 			// not guess, and let verify refuse keys bound to CIDRs.
 			return netip.Addr{}
 		}
-		if !m.isTrustedProxy(hop) {
+		if !isTrustedProxy(trusted, hop) {
 			return hop
 		}
 		leftmost = hop
@@ -35,8 +61,8 @@ func (m *Middleware) ClientIP(r *http.Request) netip.Addr {
 	return leftmost
 }
 
-func (m *Middleware) isTrustedProxy(a netip.Addr) bool {
-	for _, p := range m.trusted {
+func isTrustedProxy(trusted []netip.Prefix, a netip.Addr) bool {
+	for _, p := range trusted {
 		if p.Contains(a) {
 			return true
 		}

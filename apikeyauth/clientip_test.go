@@ -76,3 +76,25 @@ func TestClientIPReachesVerify(t *testing.T) {
 	require.Equal(t, 200, h.serve(r).Code)
 	require.Equal(t, "198.51.100.1", h.vault.lastRequest().ClientIP)
 }
+
+// TestClientIPForMatchesTheMiddleware: the function for code without a Middleware (the
+// gateway with authentication off) follows the same rules.
+func TestClientIPForMatchesTheMiddleware(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104"), netip.MustParsePrefix("192.0.2.0/24")}
+	mw, err := New(Config{Client: testClient(t, "http://127.0.0.1:1"), TrustedProxies: trusted})
+	require.NoError(t, err)
+	for _, tc := range []struct{ remote, xff string }{
+		{"198.51.100.1:1", "6.6.6.6"},
+		{"10.0.0.1:1", "6.6.6.6, 203.0.113.5"},
+		{"10.0.0.1:1", "203.0.113.5, 192.0.2.9"},
+		{"192.0.2.1:1", "garbage"},
+		{"192.0.2.1:1", ""},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		require.Equal(t, mw.ClientIP(r), ClientIPFor(r, trusted), "%+v", tc)
+	}
+}

@@ -13,6 +13,7 @@
 //	FORBIDDEN_IP, INSUFFICIENT_SCOPE         403 (insufficient_scope also named in WWW-Authenticate)
 //	RATE_LIMITED                             429 with Retry-After
 //	USAGE_EXCEEDED                           429 (Retry-After only if Vault gave one: spent uses do not come back)
+//	TOO_MANY_FAILURES (the middleware's own) 429 with Retry-After: the client's failure budget is spent
 //	Vault unreachable, 5xx, any other error  503: the middleware fails closed
 //
 // Error bodies are small JSON objects {"error": "...", "code": "..."}. Neither bodies,
@@ -27,9 +28,20 @@
 // can be forged. An unparsable hop makes the address unknown, and verify then refuses
 // keys that are bound to CIDRs.
 //
+// # Failure budget
+//
+// Anyone can mint well-formed keys (the checksum is public), and only Vault can refuse
+// them. So each client address (an IPv6 client's /64) may collect Config.FailureBudget
+// refusals that say the key is no usable key (MALFORMED, NOT_FOUND, DISABLED, EXPIRED)
+// per Config.FailureWindow (default 60 per minute). Beyond that, its requests that would
+// ask Vault get 429 TOO_MANY_FAILURES with Retry-After until the window ends; answers
+// already cached are still served. Addresses are tracked in a bounded LRU.
+//
 // # Caching, and what it costs
 //
-// Results are kept in a bounded LRU cache keyed by SHA-256(key, scopes, client IP, cost):
+// Results are kept in bounded LRU caches keyed by SHA-256(key, scopes, client IP, cost),
+// VALID results apart from refusals, so that refusals (which anyone can cause) never
+// evict a VALID result:
 //
 //   - VALID results for at most Config.CacheTTL (default 5s), and never past the key's
 //     expires_at (nor its ttl, which guards against clock skew between Vault and the
@@ -40,7 +52,8 @@
 //   - errors never.
 //
 // Concurrent misses for the same cache key are collapsed into one Vault call
-// (singleflight).
+// (singleflight). Each Vault call sends a fresh random request_id, which the API client
+// repeats when it retries after a 5xx, so that verify does not charge the key twice.
 //
 // The price of the cache is staleness and counting. A key that is revoked or disabled
 // in Vault keeps working in this process until its cached VALID result expires, so

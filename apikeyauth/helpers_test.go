@@ -25,7 +25,9 @@ type verifyRequest struct {
 	Scopes   []string `json:"scopes"`
 	ClientIP string   `json:"client_ip"`
 	Cost     *int     `json:"cost"`
-	Token    string   `json:"-"`
+	// RequestID is the same for every retry of one verify call.
+	RequestID string `json:"request_id"`
+	Token     string `json:"-"`
 }
 
 // fakeVault stands in for Vault's HTTP API: PUT /v1/<mount>/verify answers

@@ -32,6 +32,10 @@ const (
 	DefaultCacheTTL            = 5 * time.Second
 	DefaultNegativeCacheTTL    = 1 * time.Second
 	DefaultVerifyTimeout       = 10 * time.Second
+	DefaultNegativeCacheSize   = 10000
+	DefaultFailureBudget       = 60
+	DefaultFailureWindow       = time.Minute
+	DefaultFailureBudgetSize   = 10000
 )
 
 // Config configures a Middleware. The zero value is usable: it verifies against the
@@ -56,15 +60,32 @@ type Config struct {
 	// believed. Empty: the connection's peer address is the client.
 	TrustedProxies []netip.Prefix
 
-	// CacheSize bounds the number of cached verify results. 0: DefaultCacheSize;
-	// negative: no cache.
+	// CacheSize bounds the number of cached VALID results. 0: DefaultCacheSize;
+	// negative: no cache at all (neither VALID results nor refusals).
 	CacheSize int
+	// NegativeCacheSize bounds the number of cached refusals, kept apart from VALID
+	// results so that a flood of unknown keys never evicts a valid one.
+	// 0: DefaultNegativeCacheSize; negative: refusals are not cached.
+	NegativeCacheSize int
 	// CacheTTL is the longest a VALID result is reused (and so the longest a revoked key
 	// keeps working here). 0: DefaultCacheTTL; negative: VALID results are not cached.
 	CacheTTL time.Duration
 	// NegativeCacheTTL is how long a refusal is reused. 0: DefaultNegativeCacheTTL;
 	// negative: refusals are not cached.
 	NegativeCacheTTL time.Duration
+
+	// FailureBudget is how many refusals of keys that are no usable key at all
+	// (MALFORMED, NOT_FOUND, DISABLED, EXPIRED) one client address (IPv6: its /64) may
+	// collect per FailureWindow. Once it is spent, a request from there that would ask
+	// Vault is answered 429 TOO_MANY_FAILURES with Retry-After instead, until the window
+	// ends; answers from the cache are still served. 0: DefaultFailureBudget; negative:
+	// no budget.
+	FailureBudget int
+	// FailureWindow is the period a failure budget covers. 0: DefaultFailureWindow.
+	FailureWindow time.Duration
+	// FailureBudgetSize bounds how many client addresses are tracked (least recently
+	// seen forgotten first). 0: DefaultFailureBudgetSize.
+	FailureBudgetSize int
 
 	// VerifyTimeout bounds one verify call to Vault (the client's own retries included).
 	// 0: DefaultVerifyTimeout.
@@ -81,7 +102,8 @@ type Config struct {
 // and fast: they run on the request path.
 type Observer interface {
 	// Decision is called once per request the middleware handles, with the verify code
-	// (VALID, NOT_FOUND, ...) or CodeMissing or CodeUnavailable.
+	// (VALID, NOT_FOUND, ...) or one of the middleware's own codes (CodeMissing,
+	// CodeUnavailable, CodeTooManyFailures, ...).
 	Decision(code string)
 	// CacheLookup is called on every cache lookup.
 	CacheLookup(hit bool)
@@ -105,7 +127,9 @@ type Middleware struct {
 	apiKeyHeader  string
 	realm         string
 	trusted       []netip.Prefix
-	cache         *lru.Cache[cacheKey, cacheEntry] // nil: no cache
+	cache         *lru.Cache[cacheKey, cacheEntry] // VALID results; nil: none cached
+	negCache      *lru.Cache[cacheKey, cacheEntry] // refusals; nil: none cached
+	budget        *failureBudget                   // nil: no failure budget
 	positiveTTL   time.Duration                    // <= 0: VALID not cached
 	negativeTTL   time.Duration                    // <= 0: refusals not cached
 	verifyTimeout time.Duration
@@ -156,11 +180,24 @@ func New(cfg Config) (*Middleware, error) {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("trusted proxy network %v is not valid", p)
 		}
-		// Peer addresses are unmapped before matching, so the networks must be too.
-		m.trusted = append(m.trusted, netip.PrefixFrom(p.Addr().Unmap(), unmappedBits(p)).Masked())
+		m.trusted = append(m.trusted, unmapPrefix(p))
 	}
 	if cfg.CacheSize >= 0 {
 		m.cache = lru.New[cacheKey, cacheEntry](intOrDefault(cfg.CacheSize, DefaultCacheSize))
+		if cfg.NegativeCacheSize >= 0 {
+			m.negCache = lru.New[cacheKey, cacheEntry](intOrDefault(cfg.NegativeCacheSize, DefaultNegativeCacheSize))
+		}
+	}
+	if cfg.FailureBudget >= 0 {
+		window := durationOrDefault(cfg.FailureWindow, DefaultFailureWindow)
+		if window < 0 {
+			return nil, errors.New("the failure window must not be negative")
+		}
+		if cfg.FailureBudgetSize < 0 {
+			return nil, errors.New("the failure budget size must not be negative")
+		}
+		m.budget = newFailureBudget(intOrDefault(cfg.FailureBudget, DefaultFailureBudget), window,
+			intOrDefault(cfg.FailureBudgetSize, DefaultFailureBudgetSize))
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -169,13 +206,6 @@ func New(cfg Config) (*Middleware, error) {
 		m.observer = nopObserver{}
 	}
 	return m, nil
-}
-
-func unmappedBits(p netip.Prefix) int {
-	if p.Addr().Is4In6() {
-		return max(p.Bits()-96, 0)
-	}
-	return p.Bits()
 }
 
 func headerName(v, def string) string {
@@ -255,11 +285,12 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		m.refuse(w, CodeMissing, Result{}, req)
 		return
 	}
+	clientIP := m.ClientIP(r)
 	if _, err := keyformat.Parse(key); err != nil {
+		m.noteRefusal(clientIP, CodeMalformed)
 		m.refuse(w, CodeMalformed, Result{}, req)
 		return
 	}
-	clientIP := m.ClientIP(r)
 	res, err := m.verify(r.Context(), key, req.scopes, clientIP, req.cost)
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -349,6 +380,9 @@ func (m *Middleware) refuse(w http.ResponseWriter, code string, res Result, req 
 		if res.RetryAfter > 0 {
 			h.Set("Retry-After", retryAfterSeconds(res.RetryAfter))
 		}
+	case CodeTooManyFailures:
+		status, msg = http.StatusTooManyRequests, "too many invalid API keys from this address"
+		h.Set("Retry-After", retryAfterSeconds(res.RetryAfter))
 	case CodeUnavailable:
 		status, msg = http.StatusServiceUnavailable, "API keys cannot be verified right now"
 	default:

@@ -2,8 +2,10 @@ package apikeyauth
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/lru"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
 )
 
@@ -41,6 +44,9 @@ const (
 	CodeRefused = "REFUSED"
 	// CodeCanceled: the client went away while the key was being verified (Observer only).
 	CodeCanceled = "CANCELED"
+	// CodeTooManyFailures: the client address has spent its failure budget (see
+	// Config.FailureBudget); Vault was not asked.
+	CodeTooManyFailures = "TOO_MANY_FAILURES"
 )
 
 // ErrUnavailable is wrapped by every error Verify returns for a failed Vault call.
@@ -100,10 +106,12 @@ func newCacheKey(key string, required []string, clientIP netip.Addr, cost int) c
 // Verify asks Vault (or the cache) whether key may be used with required scopes from
 // clientIP (the zero Addr when unknown) at cost uses: the middleware's decision without
 // HTTP, for other protocols. A key that does not parse is MALFORMED without a Vault
-// call. A non-nil error wraps ErrUnavailable, is ctx's error when ctx ended first, or
+// call; once clientIP has spent its failure budget, a result that is not cached is
+// TOO_MANY_FAILURES without a Vault call (Result.RetryAfter says for how long). A non-nil error wraps ErrUnavailable, is ctx's error when ctx ended first, or
 // reports invalid scopes or cost; it never contains the key.
 func (m *Middleware) Verify(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
 	if _, err := keyformat.Parse(key); err != nil {
+		m.noteRefusal(clientIP, CodeMalformed)
 		return Result{Code: CodeMalformed}, nil
 	}
 	if cost < 0 {
@@ -118,9 +126,30 @@ func (m *Middleware) Verify(ctx context.Context, key string, required []string, 
 
 // verify is Verify for checked, normalized arguments.
 func (m *Middleware) verify(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
+	res, err := m.lookup(ctx, key, required, clientIP, cost)
+	if err == nil {
+		m.noteRefusal(clientIP, res.Code)
+	}
+	return res, err
+}
+
+// noteRefusal charges a refusal with code to clientIP's failure budget if it counts.
+func (m *Middleware) noteRefusal(clientIP netip.Addr, code string) {
+	if m.budget != nil && countsAgainstBudget(code) {
+		m.budget.record(clientIP, m.now())
+	}
+}
+
+// lookup answers from the cache, else (budget permitting) from Vault.
+func (m *Middleware) lookup(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
 	ck := newCacheKey(key, required, clientIP, cost)
 	if res, ok := m.cached(ck); ok {
 		return res, nil
+	}
+	if m.budget != nil {
+		if wait, over := m.budget.exhausted(clientIP, m.now()); over {
+			return Result{Code: CodeTooManyFailures, RetryAfter: wait}, nil
+		}
 	}
 
 	led := false
@@ -164,16 +193,23 @@ func (m *Middleware) cached(ck cacheKey) (Result, bool) {
 }
 
 func (m *Middleware) cachedQuiet(ck cacheKey) (Result, bool) {
-	if m.cache == nil {
+	if res, ok := m.cachedIn(m.cache, ck); ok {
+		return res, true
+	}
+	return m.cachedIn(m.negCache, ck)
+}
+
+func (m *Middleware) cachedIn(cache *lru.Cache[cacheKey, cacheEntry], ck cacheKey) (Result, bool) {
+	if cache == nil {
 		return Result{}, false
 	}
-	e, ok := m.cache.Get(ck)
+	e, ok := cache.Get(ck)
 	if !ok {
 		return Result{}, false
 	}
 	now := m.now()
 	if !now.Before(e.expires) {
-		m.cache.Remove(ck)
+		cache.Remove(ck)
 		return Result{}, false
 	}
 	res := e.result
@@ -183,9 +219,15 @@ func (m *Middleware) cachedQuiet(ck cacheKey) (Result, bool) {
 	return res, true
 }
 
-// store caches res for as long as the rules in the package documentation allow.
+// store caches res for as long as the rules in the package documentation allow: VALID
+// results and refusals in caches of their own, so that refusals, which anyone can cause
+// at will, never evict a VALID result.
 func (m *Middleware) store(ck cacheKey, res Result) {
-	if m.cache == nil {
+	cache := m.cache
+	if !res.Valid {
+		cache = m.negCache
+	}
+	if cache == nil {
 		return
 	}
 	now := m.now()
@@ -197,7 +239,7 @@ func (m *Middleware) store(ck cacheKey, res Result) {
 	if res.RetryAfter > 0 {
 		e.retryAt = now.Add(res.RetryAfter)
 	}
-	m.cache.Add(ck, e)
+	cache.Add(ck, e)
 }
 
 func (m *Middleware) cacheTTL(res Result, now time.Time) time.Duration {
@@ -226,7 +268,10 @@ func (m *Middleware) cacheTTL(res Result, now time.Time) time.Duration {
 func (m *Middleware) callVault(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.verifyTimeout)
 	defer cancel()
-	data := map[string]any{"api_key": key, "cost": cost}
+	// One request_id per call: the API client resends the same body when it retries
+	// after a 5xx, and verify answers a repeated request_id from its memory instead of
+	// charging the key a second time.
+	data := map[string]any{"api_key": key, "cost": cost, "request_id": newRequestID()}
 	if len(required) > 0 {
 		data["scopes"] = required
 	}
@@ -246,6 +291,14 @@ func (m *Middleware) callVault(ctx context.Context, key string, required []strin
 	err = fmt.Errorf("%w: %s", ErrUnavailable, describeVaultError(err, key))
 	m.observer.VerifyCall(time.Since(start), err)
 	return Result{}, err
+}
+
+// newRequestID returns 16 random bytes in hex: 32 characters of [0-9a-f], within what
+// verify accepts as request_id (1 to 64 of [A-Za-z0-9_-]).
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails: crypto/rand crashes the program instead
+	return hex.EncodeToString(b[:])
 }
 
 func describeVaultError(err error, key string) string {

@@ -36,8 +36,7 @@ func TestGateway(t *testing.T) {
 
 	s := Setup(t)
 	root := s.RootToken
-	s.WritePolicy(t, "verifier")
-	verifierToken := s.Token(t, "verifier")
+	verifierToken := s.VerifierToken(t)
 	s.MustCLI(t, root, "write", "apikey/roles/orders", "scopes=orders:read,orders:write", "ttl=1h", "max_ttl=24h")
 	key := issueAPI(t, s.Client, "apikey", "orders", map[string]interface{}{"name": "checkout"})
 	toRevoke := issueAPI(t, s.Client, "apikey", "orders", nil)
@@ -136,7 +135,7 @@ func TestGateway(t *testing.T) {
 	})
 
 	t.Run("metrics count outcomes", func(t *testing.T) {
-		resp := gw.get(t, "/metrics", nil)
+		resp := gw.metrics(t)
 		require.Equal(t, http.StatusOK, resp.status)
 		require.Contains(t, resp.body, `apikey_gateway_requests_total{outcome="VALID"}`)
 		require.Contains(t, resp.body, `apikey_gateway_requests_total{outcome="INSUFFICIENT_SCOPE"} 1`)
@@ -200,15 +199,17 @@ func buildGateway(t *testing.T) string {
 }
 
 type gatewayProcess struct {
-	addr    string // http://127.0.0.1:port
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logPath string
-	client  *http.Client
+	addr        string // http://127.0.0.1:port
+	metricsAddr string // http://127.0.0.1:port of -metrics-listen
+	cmd         *exec.Cmd
+	exited      chan struct{}
+	logPath     string
+	client      *http.Client
 }
 
-// startGateway runs the gateway on a free port against the Vault at vaultAddr with
-// token, and waits until /healthz answers. It is killed in t.Cleanup if still running.
+// startGateway runs the gateway on a free port, with its metrics listener on another,
+// against the Vault at vaultAddr with token, and waits until /healthz answers. It is
+// killed in t.Cleanup if still running.
 func startGateway(t *testing.T, bin, vaultAddr, token string, args ...string) *gatewayProcess {
 	t.Helper()
 	dir := t.TempDir()
@@ -225,9 +226,11 @@ func startGateway(t *testing.T, bin, vaultAddr, token string, args ...string) *g
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port := freeGatewayPort(t)
+		port, metricsPort := freeGatewayPort(t), freeGatewayPort(t)
 		g.addr = "http://127.0.0.1:" + strconv.Itoa(port)
-		cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:" + strconv.Itoa(port)}, args...)...)
+		g.metricsAddr = "http://127.0.0.1:" + strconv.Itoa(metricsPort)
+		cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:" + strconv.Itoa(port),
+			"-metrics-listen", "127.0.0.1:" + strconv.Itoa(metricsPort)}, args...)...)
 		cmd.Env = env
 		cmd.Stdout = logF
 		cmd.Stderr = logF
@@ -306,9 +309,20 @@ func (g *gatewayProcess) get(t *testing.T, path string, h http.Header) gatewayRe
 	return g.do(t, http.MethodGet, path, h)
 }
 
+// metrics reads /metrics from the metrics listener.
+func (g *gatewayProcess) metrics(t *testing.T) gatewayResponse {
+	t.Helper()
+	return g.request(t, http.MethodGet, g.metricsAddr+"/metrics", nil)
+}
+
 func (g *gatewayProcess) do(t *testing.T, method, path string, h http.Header) gatewayResponse {
 	t.Helper()
-	req, err := http.NewRequest(method, g.addr+path, nil)
+	return g.request(t, method, g.addr+path, h)
+}
+
+func (g *gatewayProcess) request(t *testing.T, method, url string, h http.Header) gatewayResponse {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
 	require.NoError(t, err)
 	for k, v := range h {
 		req.Header[k] = v // as given: the test sends non-canonical names on purpose

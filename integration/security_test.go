@@ -161,4 +161,6 @@ func TestIssuerPolicyIsPerRole(t *testing.T) {
 	require.Equal(t, []interface{}{"verifier"}, vsec.Data["policies"])
 	_, err = verifier.Logical().Read("auth/token/lookup-self")
 	requireForbidden(t, err)
+	_, err = verifier.Logical().Write("auth/token/renew-self", nil)
+	require.NoError(t, err, "a periodic verifier token renews itself")
 }

@@ -7,3 +7,9 @@
 path "apikey/verify" {
   capabilities = ["update"]
 }
+
+# A periodic verifier token renews itself; the default policy, which would grant this
+# among much else, is left out.
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
 )
 
@@ -24,16 +22,17 @@ const (
 	headerKeyScopes = "X-Api-Key-Scopes" // comma-separated
 )
 
-// Paths the gateway answers itself; they are never proxied.
-const (
-	pathHealth  = "/healthz"
-	pathMetrics = "/metrics"
-)
+// pathHealth is answered by the gateway itself and never proxied. /metrics is served
+// only on the -metrics-listen listener: on the public one it is a path like any other.
+const pathHealth = "/healthz"
 
 // Outcomes of requests the gateway refuses before the middleware sees them, or lets
 // through without it (requests_total labels, next to the verify codes).
 const (
 	outcomeBadPath          = "BAD_PATH"
+	outcomeBadMethod        = "BAD_METHOD"
+	outcomeUpgradeRefused   = "UPGRADE_REFUSED"
+	outcomeBodyTooLarge     = "BODY_TOO_LARGE"
 	outcomeNoRoute          = "NO_ROUTE"
 	outcomeMethodNotAllowed = "METHOD_NOT_ALLOWED"
 	outcomeAuthDisabled     = "AUTH_DISABLED"
@@ -43,13 +42,16 @@ type gateway struct {
 	opts    options
 	log     *slog.Logger
 	metrics *metrics
-	routes  map[string][]*route // by path prefix
+	routes  map[string][]*route // by path prefix, without a trailing "/" (see routeKey)
 	// prefixes are the keys of routes, longest first: the most specific prefix wins.
 	prefixes []string
-	// credentialHeaders and identityHeaders are matched case-insensitively and with "_"
-	// read as "-" (see applyHeaderRules).
+	// credentialHeaders are matched case-insensitively and with "_" read as "-" (see
+	// applyHeaderRules).
 	credentialHeaders []string
-	metricsHandler    http.Handler
+	// methods are the request methods accepted at all (-methods).
+	methods []string
+	// clientIP is the client address as the middleware works it out (also with -auth=false).
+	clientIP func(*http.Request) netip.Addr
 }
 
 type route struct {
@@ -69,7 +71,15 @@ func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logg
 		metrics:           m,
 		routes:            map[string][]*route{},
 		credentialHeaders: []string{"Authorization", o.apiKeyHeader},
-		metricsHandler:    promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}),
+		methods:           o.methods,
+	}
+	if len(g.methods) == 0 {
+		g.methods = standardMethods()
+	}
+	if mw != nil {
+		g.clientIP = mw.ClientIP
+	} else {
+		g.clientIP = func(r *http.Request) netip.Addr { return apikeyauth.ClientIPFor(r, o.trustedProxies) }
 	}
 	// The default transport keeps 2 idle connections per host: under concurrency the
 	// gateway would dial the upstream for most requests.
@@ -106,7 +116,8 @@ func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logg
 			}
 			h = mw.RequireCost(cost, rc.Scopes...)(forward)
 		}
-		g.routes[rc.PathPrefix] = append(g.routes[rc.PathPrefix], &route{prefix: rc.PathPrefix, methods: rc.Methods, handler: h})
+		key := routeKey(rc.PathPrefix)
+		g.routes[key] = append(g.routes[key], &route{prefix: rc.PathPrefix, methods: rc.Methods, handler: h})
 	}
 	for p := range g.routes {
 		g.prefixes = append(g.prefixes, p)
@@ -116,13 +127,9 @@ func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logg
 }
 
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case pathHealth:
+	if r.URL.Path == pathHealth {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
-		return
-	case pathMetrics:
-		g.metricsHandler.ServeHTTP(w, r)
 		return
 	}
 
@@ -130,7 +137,9 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := &requestInfo{}
 	rec := &statusRecorder{ResponseWriter: w}
 	r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
-	g.dispatch(rec, r)
+	if g.admit(rec, r) {
+		g.dispatch(rec, r)
+	}
 	// The path only: a query string may carry anything, keys included.
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 		slog.String("method", r.Method),
@@ -142,15 +151,81 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	)
 }
 
+// admit refuses, before any route or Vault call, the requests that the upstream could
+// read differently from the gateway (docs/gateway.md, "Requests the gateway refuses"),
+// and bounds the request body. It reports whether r may go on.
+func (g *gateway) admit(w http.ResponseWriter, r *http.Request) bool {
+	refuse := func(status int, msg, outcome string) bool {
+		g.metrics.Decision(outcome)
+		writeError(w, status, msg, outcome)
+		return false
+	}
+	// Methods are case-sensitive: "get" is not GET to Go, but some servers fold it.
+	if !slices.Contains(g.methods, r.Method) {
+		return refuse(http.StatusBadRequest, "the request method is not allowed", outcomeBadMethod)
+	}
+	if !unambiguousPath(r) {
+		return refuse(http.StatusBadRequest, "the request path is not canonical", outcomeBadPath)
+	}
+	// An upgraded connection outlives the one verify of its handshake: it would keep
+	// working after the key is revoked.
+	if isUpgrade(r.Header) && !g.opts.allowUpgrade {
+		return refuse(http.StatusBadRequest, "connection upgrades are not allowed", outcomeUpgradeRefused)
+	}
+	if g.opts.maxBodyBytes > 0 {
+		if r.ContentLength > g.opts.maxBodyBytes {
+			w.Header().Set("Connection", "close")
+			return refuse(http.StatusRequestEntityTooLarge, "the request body is too large", outcomeBodyTooLarge)
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, g.opts.maxBodyBytes)
+		}
+	}
+	return true
+}
+
+// unambiguousPath reports whether the gateway and any upstream read r's path the same:
+// canonical ("/public/../admin", "//x", "/a/%2e%2e/b" are not), and without characters
+// that some servers read as something else: ";" (path parameters: Tomcat and Spring
+// read "/public/..;/admin" as "/admin"), "\" (read as "/" by IIS and others), "%"
+// after decoding (a "%252e" decoded once more), control characters (NUL truncates), and
+// encoded slashes ("%2F": one segment to us, two to a server that decodes first).
+func unambiguousPath(r *http.Request) bool {
+	p := r.URL.Path
+	if !strings.HasPrefix(p, "/") || canonicalPath(p) != p {
+		return false
+	}
+	if strings.ContainsFunc(p, func(c rune) bool {
+		return c == ';' || c == '\\' || c == '%' || c < 0x20 || c == 0x7f
+	}) {
+		return false
+	}
+	rawURI, _, _ := strings.Cut(r.RequestURI, "?")
+	for _, raw := range []string{r.URL.RawPath, r.URL.EscapedPath(), rawURI} {
+		if strings.Contains(strings.ToLower(raw), "%2f") {
+			return false
+		}
+	}
+	return true
+}
+
+// isUpgrade reports whether h asks for a protocol switch (WebSocket, h2c, ...).
+func isUpgrade(h http.Header) bool {
+	if len(h.Values("Upgrade")) > 0 {
+		return true
+	}
+	for _, v := range h.Values("Connection") {
+		for _, token := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (g *gateway) dispatch(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
-	// A path the upstream may read differently from us ("/public/../admin", "//x",
-	// "/a/%2e%2e/b") could dodge the route that should protect it.
-	if !strings.HasPrefix(p, "/") || canonicalPath(p) != p {
-		g.metrics.Decision(outcomeBadPath)
-		writeError(w, http.StatusBadRequest, "the request path is not canonical", outcomeBadPath)
-		return
-	}
 	for _, prefix := range g.prefixes {
 		if !pathHasPrefix(p, prefix) {
 			continue
@@ -180,11 +255,21 @@ func (g *gateway) dispatch(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "no route", outcomeNoRoute)
 }
 
+// routeKey is a route's path prefix without its trailing "/": "/reports/" covers
+// "/reports" too, since most servers answer both alike, and a request for "/reports"
+// must not fall through to a weaker route such as "/".
+func routeKey(prefix string) string {
+	if prefix == "/" {
+		return prefix
+	}
+	return strings.TrimSuffix(prefix, "/")
+}
+
 // pathHasPrefix matches whole segments: "/orders" covers "/orders" and "/orders/1" but
-// not "/ordersX"; a prefix ending in "/" covers everything below it.
+// not "/ordersX". prefix is a routeKey.
 func pathHasPrefix(p, prefix string) bool {
-	if strings.HasSuffix(prefix, "/") {
-		return strings.HasPrefix(p, prefix)
+	if prefix == "/" {
+		return true
 	}
 	return p == prefix || strings.HasPrefix(p, prefix+"/")
 }
@@ -200,14 +285,20 @@ func allowedMethods(routes []*route) string {
 
 func (g *gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(g.opts.upstream)
+	id, _ := apikeyauth.IdentityFrom(pr.In.Context())
+	applyHeaderRules(pr.Out.Header, id, g.opts.stripCredentials, g.credentialHeaders)
 	// Keep the chain of X-Forwarded-For only from proxies we trust; anyone else's is a
 	// claim we will not pass on.
 	if g.peerIsTrustedProxy(pr.In.RemoteAddr) {
-		pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+		if chain := pr.In.Header["X-Forwarded-For"]; len(chain) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = slices.Clone(chain)
+		}
 	}
 	pr.SetXForwarded()
-	id, _ := apikeyauth.IdentityFrom(pr.In.Context())
-	applyHeaderRules(pr.Out.Header, id, g.opts.stripCredentials, g.credentialHeaders)
+	// The address the gateway decided on, the one verify checked bound_cidrs against.
+	if ip := g.clientIP(pr.In); ip.IsValid() {
+		pr.Out.Header.Set("X-Real-Ip", ip.String())
+	}
 }
 
 func (g *gateway) peerIsTrustedProxy(remoteAddr string) bool {
@@ -224,27 +315,20 @@ func (g *gateway) peerIsTrustedProxy(remoteAddr string) bool {
 	return false
 }
 
-var identityHeaders = []string{headerKeyID, headerKeyRole, headerKeyScopes}
-
-// applyHeaderRules prepares the upstream request's headers: whatever the client sent as
-// identity headers is removed first (the upstream trusts them), credentials are removed
-// when strip is set, and the verified identity (nil: none) is added.
+// applyHeaderRules prepares the upstream request's headers: whatever the client sent
+// that the upstream would trust is removed first (see gatewayOnlyHeader), credentials
+// are removed when strip is set, and the verified identity (nil: none) is added. The
+// gateway's own forwarding headers are set after this, by rewrite.
 //
 // Headers are matched case-insensitively and with "_" read as "-": many servers (CGI,
-// WSGI, nginx's underscores_in_headers) map X_Api_Key_Id to the same variable as
+// WSGI, PHP, nginx's underscores_in_headers) map X_Api_Key_Id to the same variable as
 // X-Api-Key-Id, so a client must not get one through as the other.
 func applyHeaderRules(h http.Header, id *apikeyauth.Identity, strip bool, credentialHeaders []string) {
-	remove := slices.Clone(identityHeaders)
-	if strip {
-		remove = append(remove, credentialHeaders...)
-	}
 	for name := range h {
-		norm := strings.ReplaceAll(name, "_", "-")
-		for _, r := range remove {
-			if strings.EqualFold(norm, r) {
-				delete(h, name)
-				break
-			}
+		norm := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+		if gatewayOnlyHeader(norm) ||
+			strip && slices.ContainsFunc(credentialHeaders, func(c string) bool { return strings.EqualFold(c, norm) }) {
+			delete(h, name)
 		}
 	}
 	if id == nil {
@@ -255,7 +339,29 @@ func applyHeaderRules(h http.Header, id *apikeyauth.Identity, strip bool, creden
 	h.Set(headerKeyScopes, strings.Join(id.Scopes, ","))
 }
 
+// gatewayOnlyHeader reports whether a header (its name in lower case, "_" as "-") is one
+// only the gateway may send: the identity headers; the forwarding headers, from which
+// upstreams take the client's address, host and scheme; and the method and URL override
+// headers, with which many frameworks route a request to another method or path than
+// the one the gateway checked.
+func gatewayOnlyHeader(norm string) bool {
+	switch norm {
+	case "x-api-key-id", "x-api-key-role", "x-api-key-scopes",
+		"forwarded", "x-forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
+		"x-http-method-override", "x-method-override", "x-http-method",
+		"x-original-url", "x-rewrite-url":
+		return true
+	}
+	return strings.HasPrefix(norm, "x-forwarded-")
+}
+
 func (g *gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+		// The body outgrew -max-body-bytes while it was being forwarded.
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, "the request body is too large", outcomeBodyTooLarge)
+		return
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; not the upstream's fault. 499 (nginx's "client closed
 		// request") only shows in the access log: nobody reads it.

@@ -79,6 +79,23 @@ func TestApplyHeaderRules(t *testing.T) {
 				"X-Api-Key-Role": {"orders"}, "X-Api-Key-Scopes": {"orders:read,orders:write"}},
 		},
 		{
+			name: "forwarding headers in every spelling are removed",
+			in: http.Header{"X-Forwarded-For": {"6.6.6.6"}, "X_Forwarded_For": {"6.6.6.6"}, "x_forwarded_for": {"6.6.6.6"},
+				"X-Forwarded-Host": {"evil"}, "X_forwarded_proto": {"https"}, "X-Forwarded-Port": {"1"}, "X-Forwarded-Prefix": {"/admin"},
+				"X-Forwarded": {"for=6.6.6.6"}, "Forwarded": {"for=6.6.6.6"}, "forwarded": {"for=6.6.6.6"},
+				"X-Real-Ip": {"6.6.6.6"}, "X_Real_IP": {"6.6.6.6"}, "x-real-ip": {"6.6.6.6"},
+				"X-Client-Ip": {"6.6.6.6"}, "True-Client-Ip": {"6.6.6.6"}, "Accept": {"*/*"}},
+			strip: true,
+			want:  http.Header{"Accept": {"*/*"}},
+		},
+		{
+			name: "method and URL override headers in every spelling are removed",
+			in: http.Header{"X-Http-Method-Override": {"DELETE"}, "X_HTTP_Method_Override": {"DELETE"}, "X-Method-Override": {"DELETE"},
+				"x-http-method": {"DELETE"}, "X-Original-Url": {"/admin"}, "X_Rewrite_Url": {"/admin"}, "Accept": {"*/*"}},
+			strip: true,
+			want:  http.Header{"Accept": {"*/*"}},
+		},
+		{
 			name:  "no identity (auth off): forged identity still removed, none added",
 			in:    http.Header{"X-Api-Key-Id": {"forged"}, "Authorization": {"Bearer vk_x"}},
 			strip: true,
@@ -160,6 +177,11 @@ type upstream struct {
 func newUpstream(t *testing.T) *upstream {
 	u := &upstream{}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read the whole body first, as a real service would, so that a body the gateway
+		// cuts off shows as a failed request rather than racing with the response.
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			return
+		}
 		u.mu.Lock()
 		u.last = r.Clone(context.Background())
 		u.mu.Unlock()
@@ -178,6 +200,7 @@ func (u *upstream) lastRequest() *http.Request {
 
 type testGateway struct {
 	handler  http.Handler
+	metrics  *metrics
 	vault    *fakeVault
 	upstream *upstream
 	logs     *bytes.Buffer
@@ -203,10 +226,12 @@ func newTestGateway(t *testing.T, o options, withAuth bool) *testGateway {
 		client, err := api.NewClient(cfg)
 		require.NoError(t, err)
 		client.SetToken("test-token")
-		mw, err = apikeyauth.New(apikeyauth.Config{Client: client, TrustedProxies: o.trustedProxies, Logger: logger, Observer: m, APIKeyHeader: o.apiKeyHeader})
+		mw, err = apikeyauth.New(apikeyauth.Config{Client: client, TrustedProxies: o.trustedProxies, Logger: logger, Observer: m, APIKeyHeader: o.apiKeyHeader,
+			FailureBudget: o.failureBudget, FailureWindow: o.failureWindow, CacheSize: o.cacheSize})
 		require.NoError(t, err)
 	}
 	tg.handler = newGateway(o, mw, m, logger)
+	tg.metrics = m
 	return tg
 }
 
@@ -396,17 +421,28 @@ func TestGatewayHealthAndMetrics(t *testing.T) {
 	require.Equal(t, 200, tg.do(http.MethodGet, "/a", http.Header{"X-Api-Key": {key}}).Code)
 	require.Equal(t, 401, tg.do(http.MethodGet, "/a", nil).Code)
 
+	// The public listener does not serve metrics: /metrics is a path like any other.
 	rec = tg.do(http.MethodGet, "/metrics", nil)
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+
+	rec = tg.scrape()
 	require.Equal(t, http.StatusOK, rec.Code)
 	metrics := metricLines(rec.Body.String())
 	require.Equal(t, "2", metrics[`apikey_gateway_requests_total{outcome="VALID"}`])
-	require.Equal(t, "1", metrics[`apikey_gateway_requests_total{outcome="MISSING"}`])
+	require.Equal(t, "2", metrics[`apikey_gateway_requests_total{outcome="MISSING"}`])
 	require.Equal(t, "0", metrics[`apikey_gateway_requests_total{outcome="NOT_FOUND"}`])
 	require.Equal(t, "1", metrics[`apikey_gateway_cache_lookups_total{result="hit"}`])
 	require.Equal(t, "1", metrics[`apikey_gateway_cache_lookups_total{result="miss"}`])
 	require.Equal(t, "1", metrics[`apikey_gateway_verify_duration_seconds_count{result="ok"}`])
 	require.Contains(t, metrics, "go_goroutines")
 	require.NotContains(t, rec.Body.String(), key)
+}
+
+// scrape reads the metrics as the -metrics-listen listener serves them.
+func (tg *testGateway) scrape() *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	tg.metrics.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec
 }
 
 func metricLines(text string) map[string]string {

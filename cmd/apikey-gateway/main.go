@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/hashicorp/vault/api"
 
@@ -58,16 +57,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			logger.Warn("no Vault token (VAULT_TOKEN): verify calls will be refused unless a Vault Agent adds one")
 		}
 		mw, err = apikeyauth.New(apikeyauth.Config{
-			Client:           client,
-			Mount:            o.mount,
-			APIKeyHeader:     o.apiKeyHeader,
-			TrustedProxies:   o.trustedProxies,
-			CacheSize:        o.cacheSize,
-			CacheTTL:         o.cacheTTL,
-			NegativeCacheTTL: o.negativeCacheTTL,
-			VerifyTimeout:    o.verifyTimeout,
-			Logger:           logger,
-			Observer:         m,
+			Client:            client,
+			Mount:             o.mount,
+			APIKeyHeader:      o.apiKeyHeader,
+			TrustedProxies:    o.trustedProxies,
+			CacheSize:         o.cacheSize,
+			NegativeCacheSize: o.negativeCacheSize,
+			CacheTTL:          o.cacheTTL,
+			NegativeCacheTTL:  o.negativeCacheTTL,
+			FailureBudget:     o.failureBudget,
+			FailureWindow:     o.failureWindow,
+			FailureBudgetSize: o.failureBudgetSize,
+			VerifyTimeout:     o.verifyTimeout,
+			Logger:            logger,
+			Observer:          m,
 		})
 		if err != nil {
 			return err
@@ -90,14 +93,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		TLSConfig:         tlsConfig,
-		Handler:           newGateway(o, mw, m, logger),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	srv := o.newServer(newGateway(o, mw, m, logger), logger)
+	srv.TLSConfig = tlsConfig
+	// Both servers report here; the first to stop on its own ends run.
+	served := make(chan error, 2)
+	var metricsSrv *http.Server
+	if o.metricsListen != "" {
+		mln, err := net.Listen("tcp", o.metricsListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("-metrics-listen: %w", err)
+		}
+		metricsSrv = o.newServer(m.handler(), logger)
+		go func() { served <- metricsSrv.Serve(mln) }()
+		logger.Info("metrics listening", "addr", mln.Addr().String())
 	}
-	served := make(chan error, 1)
 	go func() {
 		if tlsConfig != nil {
 			served <- srv.ServeTLS(ln, "", "")
@@ -111,17 +121,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	select {
 	case err := <-served:
+		_ = srv.Close()
+		if metricsSrv != nil {
+			_ = metricsSrv.Close()
+		}
 		return err
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down", "timeout", o.shutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
+	if metricsSrv != nil {
+		// Metrics are read during the drain too: stop their listener last.
+		defer func() { _ = metricsSrv.Shutdown(shutdownCtx) }()
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// newServer returns an http.Server for handler with the client-facing timeouts: a client
+// that sends its request slowly, or keeps an idle connection, holds a connection and a
+// goroutine, so neither may take forever. There is no write timeout: it would cut off
+// long responses that the upstream streams.
+func (o options) newServer(handler http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: o.readHeaderTimeout,
+		ReadTimeout:       o.readTimeout,
+		IdleTimeout:       o.idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // newVaultClient configures the client the standard way: VAULT_ADDR, VAULT_TOKEN,

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
 )
@@ -27,7 +29,9 @@ var outcomes = []string{
 	apikeyauth.CodeDisabled, apikeyauth.CodeExpired, apikeyauth.CodeForbiddenIP,
 	apikeyauth.CodeInsufficientScope, apikeyauth.CodeRateLimited, apikeyauth.CodeUsageExceeded,
 	apikeyauth.CodeRefused, apikeyauth.CodeUnavailable, apikeyauth.CodeCanceled,
-	outcomeBadPath, outcomeNoRoute, outcomeMethodNotAllowed, outcomeAuthDisabled,
+	apikeyauth.CodeTooManyFailures,
+	outcomeBadPath, outcomeBadMethod, outcomeUpgradeRefused, outcomeBodyTooLarge,
+	outcomeNoRoute, outcomeMethodNotAllowed, outcomeAuthDisabled,
 }
 
 func newMetrics() *metrics {
@@ -61,6 +65,14 @@ func newMetrics() *metrics {
 	m.registry.MustRegister(m.requests, m.verifyDuration, m.cacheLookups, m.upstreamErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// handler serves the metrics at /metrics, for the -metrics-listen listener only: it is
+// not part of the gateway's public handler.
+func (m *metrics) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	return mux
 }
 
 // Decision counts one request. The middleware only reports known codes (others as

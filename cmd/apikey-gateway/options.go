@@ -43,7 +43,39 @@ type options struct {
 	shutdownTimeout  time.Duration
 	tlsCertFile      string
 	tlsKeyFile       string
+
+	// methods are the request methods accepted at all; nil: standardMethods.
+	methods []string
+	// maxBodyBytes bounds request bodies; 0: no bound.
+	maxBodyBytes int64
+	// allowUpgrade lets WebSocket and other upgrade requests through.
+	allowUpgrade bool
+	// metricsListen is the address of the metrics listener; "": none.
+	metricsListen     string
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	idleTimeout       time.Duration
+
+	negativeCacheSize int
+	failureBudget     int
+	failureWindow     time.Duration
+	failureBudgetSize int
 }
+
+// standardMethods are the methods accepted by default: the ones APIs use. Everything else
+// (lower-case spellings, WebDAV, CONNECT, TRACE, made-up names) is refused with 400,
+// since servers behind the gateway disagree about what they mean.
+func standardMethods() []string {
+	return []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+}
+
+// Defaults of the flags that bound what a client may send.
+const (
+	defaultMaxBodyBytes      = 10 << 20
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultReadTimeout       = time.Minute
+	defaultIdleTimeout       = 2 * time.Minute
+)
 
 // parseOptions reads flags from args, then fills every flag not given on the command
 // line from its environment variable (looked up with getenv).
@@ -53,6 +85,7 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 		upstream       string
 		trustedProxies string
 		logLevel       string
+		methods        string
 	)
 	fs := flag.NewFlagSet("apikey-gateway", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
@@ -72,6 +105,17 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 	fs.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM private key for -tls-cert-file")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after SIGINT/SIGTERM")
+	fs.StringVar(&methods, "methods", strings.Join(standardMethods(), ","), "comma-separated request methods accepted at all (upper case); others get 400")
+	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", defaultMaxBodyBytes, "largest request body forwarded, in bytes; larger ones get 413 (0: no limit)")
+	fs.BoolVar(&o.allowUpgrade, "allow-upgrade", false, "forward WebSocket and other upgrade requests; the key is verified only at the handshake, so a revoked key's open connection stays open")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "address of a separate listener serving /metrics (empty: metrics are not served)")
+	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "longest a client may take to send a request's headers")
+	fs.DurationVar(&o.readTimeout, "read-timeout", defaultReadTimeout, "longest a client may take to send a whole request, body included")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", defaultIdleTimeout, "longest an idle keep-alive connection is kept open")
+	fs.IntVar(&o.negativeCacheSize, "negative-cache-size", apikeyauth.DefaultNegativeCacheSize, "most refusals kept, apart from VALID results (negative: refusals not cached)")
+	fs.IntVar(&o.failureBudget, "failure-budget", apikeyauth.DefaultFailureBudget, "refusals of unknown or invalid keys one client address may get per -failure-window before it gets 429 without a Vault call (negative: no budget)")
+	fs.DurationVar(&o.failureWindow, "failure-window", apikeyauth.DefaultFailureWindow, "period of -failure-budget")
+	fs.IntVar(&o.failureBudgetSize, "failure-budget-size", apikeyauth.DefaultFailureBudgetSize, "most client addresses tracked for -failure-budget")
 	fs.Usage = func() {
 		fmt.Fprintf(usageOut, "Usage: apikey-gateway -upstream URL [flags]\n\n"+
 			"A reverse proxy that lets through requests with a valid API key from Vault's apikey\n"+
@@ -128,12 +172,60 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 	if (o.tlsCertFile == "") != (o.tlsKeyFile == "") {
 		return options{}, errors.New("-tls-cert-file and -tls-key-file go together")
 	}
+	if o.methods, err = parseMethods(methods); err != nil {
+		return options{}, fmt.Errorf("-methods: %w", err)
+	}
+	if o.maxBodyBytes < 0 {
+		return options{}, errors.New("-max-body-bytes must not be negative (0: no limit)")
+	}
+	if o.readHeaderTimeout <= 0 || o.readTimeout <= 0 || o.idleTimeout <= 0 {
+		return options{}, errors.New("-read-header-timeout, -read-timeout and -idle-timeout must be positive")
+	}
+	if o.failureWindow <= 0 {
+		return options{}, errors.New("-failure-window must be positive")
+	}
+	if o.failureBudget == 0 || o.failureBudgetSize <= 0 {
+		return options{}, errors.New("-failure-budget must not be 0 (negative: no budget) and -failure-budget-size must be positive")
+	}
 	if o.configPath != "" {
 		if o.routes, err = loadRoutes(o.configPath); err != nil {
 			return options{}, err
 		}
+		for i, r := range o.routes {
+			for _, m := range r.Methods {
+				if !slices.Contains(o.methods, m) {
+					return options{}, fmt.Errorf("-config %s: route %d (%.60q): method %s is not in -methods", o.configPath, i+1, r.PathPrefix, m)
+				}
+			}
+		}
 	}
 	return o, nil
+}
+
+// parseMethods parses a comma-separated list of request methods. Methods are
+// case-sensitive tokens; upper case only, so that no server folds one into another.
+// CONNECT opens a tunnel, which a reverse proxy cannot check.
+func parseMethods(raw string) ([]string, error) {
+	var out []string
+	for _, m := range strings.Split(raw, ",") {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			continue
+		}
+		if strings.ContainsFunc(m, func(c rune) bool { return c < 'A' || c > 'Z' }) {
+			return nil, fmt.Errorf("%.20q is not an upper-case method name", m)
+		}
+		if m == "CONNECT" {
+			return nil, errors.New("CONNECT cannot be proxied")
+		}
+		if !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no methods: at least one is needed")
+	}
+	return out, nil
 }
 
 func envName(flagName string) string {
@@ -232,9 +324,10 @@ func parseRoutes(b []byte) ([]routeConfig, error) {
 			methods = []string{""}
 		}
 		for _, m := range methods {
-			k := m + " " + r.PathPrefix
+			// "/x/" and "/x" cover the same paths (routeKey).
+			k := m + " " + routeKey(r.PathPrefix)
 			if seen[k] {
-				return nil, fmt.Errorf("route %d (%.60q): another route has the same path prefix and method %q", i+1, r.PathPrefix, m)
+				return nil, fmt.Errorf("route %d (%.60q): another route has the same path prefix and method %q (a trailing / does not count)", i+1, r.PathPrefix, m)
 			}
 			seen[k] = true
 		}

@@ -150,3 +150,79 @@ func TestConfigFileErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestOptionsHardeningFlags(t *testing.T) {
+	const up = "http://127.0.0.1:9000"
+	o, err := parseOptions([]string{"-upstream", up}, envFrom(nil), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, o.methods)
+	require.EqualValues(t, 10<<20, o.maxBodyBytes)
+	require.False(t, o.allowUpgrade)
+	require.Empty(t, o.metricsListen, "no metrics listener unless asked for")
+	require.Equal(t, 10*time.Second, o.readHeaderTimeout)
+	require.Equal(t, time.Minute, o.readTimeout)
+	require.Equal(t, 2*time.Minute, o.idleTimeout)
+	require.Equal(t, 10000, o.negativeCacheSize)
+	require.Equal(t, 60, o.failureBudget)
+	require.Equal(t, time.Minute, o.failureWindow)
+	require.Equal(t, 10000, o.failureBudgetSize)
+
+	o, err = parseOptions(nil, envFrom(map[string]string{
+		"APIKEY_GATEWAY_UPSTREAM":            up,
+		"APIKEY_GATEWAY_METHODS":             "GET, PROPFIND,GET",
+		"APIKEY_GATEWAY_MAX_BODY_BYTES":      "0",
+		"APIKEY_GATEWAY_ALLOW_UPGRADE":       "true",
+		"APIKEY_GATEWAY_METRICS_LISTEN":      "127.0.0.1:9090",
+		"APIKEY_GATEWAY_READ_HEADER_TIMEOUT": "2s",
+		"APIKEY_GATEWAY_READ_TIMEOUT":        "3s",
+		"APIKEY_GATEWAY_IDLE_TIMEOUT":        "4s",
+		"APIKEY_GATEWAY_NEGATIVE_CACHE_SIZE": "-1",
+		"APIKEY_GATEWAY_FAILURE_BUDGET":      "-1",
+		"APIKEY_GATEWAY_FAILURE_WINDOW":      "30s",
+		"APIKEY_GATEWAY_FAILURE_BUDGET_SIZE": "5",
+	}), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, []string{"GET", "PROPFIND"}, o.methods)
+	require.Zero(t, o.maxBodyBytes)
+	require.True(t, o.allowUpgrade)
+	require.Equal(t, "127.0.0.1:9090", o.metricsListen)
+	require.Equal(t, 2*time.Second, o.readHeaderTimeout)
+	require.Equal(t, 3*time.Second, o.readTimeout)
+	require.Equal(t, 4*time.Second, o.idleTimeout)
+	require.Equal(t, -1, o.negativeCacheSize)
+	require.Equal(t, -1, o.failureBudget)
+	require.Equal(t, 30*time.Second, o.failureWindow)
+	require.Equal(t, 5, o.failureBudgetSize)
+
+	routes := filepath.Join(t.TempDir(), "routes.json")
+	require.NoError(t, os.WriteFile(routes, []byte(`{"routes":[{"path_prefix":"/a","methods":["DELETE"]}]}`), 0o600))
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{name: "lower-case method", args: []string{"-methods", "GET,post"}, wantErr: "not an upper-case method"},
+		{name: "CONNECT", args: []string{"-methods", "GET,CONNECT"}, wantErr: "CONNECT"},
+		{name: "no methods", args: []string{"-methods", " , "}, wantErr: "no methods"},
+		{name: "route method not accepted", args: []string{"-methods", "GET", "-config", routes}, wantErr: "method DELETE is not in -methods"},
+		{name: "negative body limit", args: []string{"-max-body-bytes", "-1"}, wantErr: "-max-body-bytes"},
+		{name: "zero header timeout", args: []string{"-read-header-timeout", "0s"}, wantErr: "must be positive"},
+		{name: "zero read timeout", args: []string{"-read-timeout", "0s"}, wantErr: "must be positive"},
+		{name: "zero failure window", args: []string{"-failure-window", "0s"}, wantErr: "-failure-window"},
+		{name: "zero failure budget", args: []string{"-failure-budget", "0"}, wantErr: "-failure-budget"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseOptions(append([]string{"-upstream", up}, tc.args...), envFrom(nil), io.Discard)
+			require.ErrorContains(t, err, tc.wantErr)
+		})
+	}
+}
+
+// TestTrailingSlashRoutesAreTheSamePrefix: "/x/" covers "/x", so "/x" and "/x/" for one
+// method would be two answers to one request.
+func TestTrailingSlashRoutesAreTheSamePrefix(t *testing.T) {
+	_, err := parseRoutes([]byte(`{"routes":[{"path_prefix":"/a/","methods":["GET"]},{"path_prefix":"/a","methods":["GET"]}]}`))
+	require.ErrorContains(t, err, "same path prefix and method")
+	_, err = parseRoutes([]byte(`{"routes":[{"path_prefix":"/a/","methods":["GET"]},{"path_prefix":"/a","methods":["POST"]}]}`))
+	require.NoError(t, err)
+}
