@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 const (
@@ -245,7 +247,7 @@ func TestInternalOperationsAreNeverRefusedForSize(t *testing.T) {
 	resp, err = e.b.HandleRequest(e.ctx, revoke)
 	require.NoError(t, err)
 	require.False(t, resp != nil && resp.IsError(), "%v", resp)
-	require.Equal(t, codeNotFound, e.verifyCode(k.key))
+	require.Equal(t, verifyapi.CodeNotFound, e.verifyCode(k.key))
 
 	// A client request of that size is still refused, naming the field.
 	e.mustFail(logical.UpdateOperation, "creds/svc", map[string]interface{}{"name": strings.Repeat("n", maxFieldBytes+1)}, "name: value is too long")

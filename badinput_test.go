@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 // storageSnapshot is every stored key and value, to prove a refused request changed nothing.
@@ -130,5 +132,5 @@ func TestBadInputMatrix(t *testing.T) {
 			require.Equal(t, before, storageSnapshot(t, e), "storage unchanged")
 		})
 	}
-	require.Equal(t, codeValid, e.verifyCode(k.key), "the key issued before still verifies")
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key), "the key issued before still verifies")
 }

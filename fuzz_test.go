@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 // requireNoServerError fails on anything Vault would answer with a 5xx.
@@ -51,8 +53,8 @@ func FuzzVerify(f *testing.F) {
 		resp, err := e.b.HandleRequest(e.ctx, req)
 		requireNoServerError(t, req, resp, err)
 		if resp != nil && !resp.IsError() {
-			require.Contains(t, []string{codeMalformed, codeNotFound, codeDisabled, codeExpired, codeForbiddenIP,
-				codeInsufficientScope, codeRateLimited, codeUsageExceeded, codeValid}, resp.Data["code"])
+			require.Contains(t, []string{verifyapi.CodeMalformed, verifyapi.CodeNotFound, verifyapi.CodeDisabled, verifyapi.CodeExpired, verifyapi.CodeForbiddenIP,
+				verifyapi.CodeInsufficientScope, verifyapi.CodeRateLimited, verifyapi.CodeUsageExceeded, verifyapi.CodeValid}, resp.Data["code"])
 			if apiKey != "" {
 				require.NotContains(t, fmt.Sprint(resp.Data), apiKey)
 			}

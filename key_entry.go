@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 // keyEntry is the stored record of one issued key (keys/<key_id>). It holds the key's
@@ -146,20 +148,19 @@ func (k *keyEntry) validUntil() time.Time {
 	return k.ExpiresAt
 }
 
-// publicData is what reads and verify may show about a key: never the key or its hash.
-func (k *keyEntry) publicData(now time.Time) map[string]interface{} {
+// publicKey is what reads and verify may show about a key: never the key or its hash.
+func (k *keyEntry) publicKey(now time.Time) verifyapi.Key {
 	until := k.validUntil()
-	ttl := int64(until.Sub(now).Seconds())
-	if ttl < 0 {
-		ttl = 0
-	}
-	return map[string]interface{}{
-		"key_id":     k.KeyID,
-		"role":       k.Role,
-		"name":       k.Name,
-		"scopes":     nonNilStrings(k.Scopes),
-		"metadata":   nonNilMap(k.Metadata),
-		"expires_at": until.UTC().Format(time.RFC3339),
-		"ttl":        ttl,
+	return verifyapi.Key{
+		KeyID:     k.KeyID,
+		Role:      k.Role,
+		Name:      k.Name,
+		Scopes:    k.Scopes,
+		Metadata:  k.Metadata,
+		ExpiresAt: until,
+		TTL:       until.Sub(now),
 	}
 }
+
+// publicData is publicKey as response data.
+func (k *keyEntry) publicData(now time.Time) map[string]interface{} { return k.publicKey(now).Data() }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 func TestConfig(t *testing.T) {
@@ -19,7 +21,7 @@ func TestConfig(t *testing.T) {
 	e.writeRole("svc", nil)
 	for i := 0; i < 5; i++ {
 		k := e.issue("svc", nil)
-		require.Equal(t, codeValid, e.verifyCode(k.key))
+		require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key))
 	}
 	require.Equal(t, 2, e.b.keyCache.Len())
 

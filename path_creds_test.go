@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 func TestCredsIssueWithRoleDefaults(t *testing.T) {
@@ -37,7 +38,7 @@ func TestCredsIssueWithRoleDefaults(t *testing.T) {
 	expires, err := time.Parse(time.RFC3339, k.data["expires_at"].(string))
 	require.NoError(t, err)
 	require.WithinDuration(t, before.Add(time.Hour), expires, 2*time.Second)
-	require.Equal(t, codeValid, e.verifyCode(k.key, "orders:read"))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key, "orders:read"))
 }
 
 func TestCredsNarrowing(t *testing.T) {
@@ -56,8 +57,8 @@ func TestCredsNarrowing(t *testing.T) {
 	require.Equal(t, "billing worker", k.data["name"])
 	require.Equal(t, map[string]string{"team": "a", "env": "prod", "host": "w1"}, k.data["metadata"])
 	require.Equal(t, 10*time.Minute, k.secret.TTL)
-	require.Equal(t, codeValid, e.verifyCode(k.key, "orders:read"))
-	require.Equal(t, codeInsufficientScope, e.verifyCode(k.key, "orders:write"))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key, "orders:read"))
+	require.Equal(t, verifyapi.CodeInsufficientScope, e.verifyCode(k.key, "orders:write"))
 
 	// The role itself is not changed by narrowing.
 	role := e.mustOK(logical.ReadOperation, "roles/svc", nil).Data
@@ -208,8 +209,8 @@ func TestIssueReplayLeavesNoOrphan(t *testing.T) {
 	require.Equal(t, lost.Data["key_id"], replay.Data["key_id"])
 	require.NotEqual(t, lost.Data["api_key"], replay.Data["api_key"])
 	require.Equal(t, []string{replay.Data["key_id"].(string)}, e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"])
-	require.Equal(t, codeNotFound, e.verifyCode(lost.Data["api_key"].(string)))
-	require.Equal(t, codeValid, e.verifyCode(replay.Data["api_key"].(string)))
+	require.Equal(t, verifyapi.CodeNotFound, e.verifyCode(lost.Data["api_key"].(string)))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(replay.Data["api_key"].(string)))
 
 	other := issue("req-2")
 	require.NotEqual(t, replay.Data["key_id"], other.Data["key_id"], "another request, another key_id")

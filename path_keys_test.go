@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 func TestKeysListReadUpdateDelete(t *testing.T) {
@@ -42,8 +44,8 @@ func TestKeysListReadUpdateDelete(t *testing.T) {
 
 	e.mustOK(logical.DeleteOperation, "keys/"+k1.keyID, nil)
 	require.Nil(t, e.do(logical.ReadOperation, "keys/"+k1.keyID, nil))
-	require.Equal(t, codeNotFound, e.verifyCode(k1.key))
-	require.Equal(t, codeValid, e.verify(map[string]interface{}{"api_key": k2.key, "client_ip": "10.0.0.1"})["code"])
+	require.Equal(t, verifyapi.CodeNotFound, e.verifyCode(k1.key))
+	require.Equal(t, verifyapi.CodeValid, e.verify(map[string]interface{}{"api_key": k2.key, "client_ip": "10.0.0.1"})["code"])
 	list = e.mustOK(logical.ListOperation, "keys/", nil).Data
 	require.Equal(t, []string{k2.keyID}, list["keys"])
 
@@ -91,7 +93,7 @@ func TestKeysListDoesNotFillTheVerifyCache(t *testing.T) {
 		e.issue("svc", nil)
 	}
 	e.b.keyCache.Purge()
-	require.Equal(t, codeValid, e.verifyCode(hot.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(hot.key))
 	require.Equal(t, 1, e.b.keyCache.Len())
 
 	list := e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"]

@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 func TestRotate(t *testing.T) {
@@ -33,9 +35,9 @@ func TestRotate(t *testing.T) {
 	require.Contains(t, resp.Data, "expires_at")
 
 	// Both verify during the grace; the old one shows its shortened expiry.
-	require.Equal(t, codeValid, e.verifyCode(newKey, "a:read"))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(newKey, "a:read"))
 	oldVerify := e.verify(map[string]interface{}{"api_key": old.key})
-	require.Equal(t, codeValid, oldVerify["code"])
+	require.Equal(t, verifyapi.CodeValid, oldVerify["code"])
 	require.Equal(t, resp.Data["old_expires_at"], oldVerify["expires_at"])
 	require.Equal(t, newID, e.mustOK(logical.ReadOperation, "keys/"+old.keyID, nil).Data["replaced_by"])
 
@@ -45,11 +47,11 @@ func TestRotate(t *testing.T) {
 	require.NoError(t, err)
 	rec.InvalidAfter = time.Now().Add(-time.Second)
 	require.NoError(t, e.b.putKeyEntry(e.ctx, e.storage, rec))
-	require.Equal(t, codeExpired, e.verifyCode(old.key))
+	require.Equal(t, verifyapi.CodeExpired, e.verifyCode(old.key))
 	renewed := e.renew(old, time.Hour)
 	require.NotEmpty(t, renewed.Warnings)
-	require.Equal(t, codeExpired, e.verifyCode(old.key))
-	require.Equal(t, codeValid, e.verifyCode(newKey))
+	require.Equal(t, verifyapi.CodeExpired, e.verifyCode(old.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(newKey))
 
 	// A key can be rotated once; an expired one cannot be rotated.
 	e.mustFail(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": old.keyID}, "already rotated")
@@ -60,10 +62,10 @@ func TestRotateEdgeCases(t *testing.T) {
 		e := newTestEnv(t)
 		e.writeRole("svc", nil)
 		old := e.issue("svc", nil)
-		require.Equal(t, codeValid, e.verifyCode(old.key))
+		require.Equal(t, verifyapi.CodeValid, e.verifyCode(old.key))
 		resp := e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": old.keyID})
-		require.Equal(t, codeExpired, e.verifyCode(old.key))
-		require.Equal(t, codeValid, e.verifyCode(resp.Data["api_key"].(string)))
+		require.Equal(t, verifyapi.CodeExpired, e.verifyCode(old.key))
+		require.Equal(t, verifyapi.CodeValid, e.verifyCode(resp.Data["api_key"].(string)))
 	})
 	t.Run("grace beyond the old key's life does not extend it", func(t *testing.T) {
 		e := newTestEnv(t)
@@ -83,8 +85,8 @@ func TestRotateEdgeCases(t *testing.T) {
 		})
 		require.NoError(t, err)
 		require.False(t, resp.IsError(), "%v", resp.Data)
-		require.Equal(t, codeValid, e.verifyCode(resp.Data["api_key"].(string)))
-		require.Equal(t, codeExpired, e.verifyCode(old.key))
+		require.Equal(t, verifyapi.CodeValid, e.verifyCode(resp.Data["api_key"].(string)))
+		require.Equal(t, verifyapi.CodeExpired, e.verifyCode(old.key))
 	})
 	t.Run("disabled key cannot be rotated", func(t *testing.T) {
 		e := newTestEnv(t)
@@ -100,7 +102,7 @@ func TestRotateEdgeCases(t *testing.T) {
 		old := e.issue("svc", nil)
 		e.mustOK(logical.DeleteOperation, "roles/svc", nil)
 		e.mustFail(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": old.keyID}, "no longer exists")
-		require.Equal(t, codeValid, e.verifyCode(old.key), "a refused rotation changes nothing")
+		require.Equal(t, verifyapi.CodeValid, e.verifyCode(old.key), "a refused rotation changes nothing")
 	})
 	t.Run("role no longer grants the scopes", func(t *testing.T) {
 		e := newTestEnv(t)
@@ -194,7 +196,7 @@ func TestRotationThatDiesIsRolledBack(t *testing.T) {
 				e := newTestEnv(t)
 				e.writeRole("svc", map[string]interface{}{"max_uses": 10})
 				old := e.issue("svc", nil)
-				require.Equal(t, codeValid, e.verifyCode(old.key))
+				require.Equal(t, verifyapi.CodeValid, e.verifyCode(old.key))
 				require.NoError(t, e.b.periodic(e.ctx, &logical.Request{Storage: e.storage}))
 
 				crashing := &crashingStorage{Storage: e.storage, crashAt: cp.crashAt(old.keyID)}
@@ -219,8 +221,8 @@ func TestRotationThatDiesIsRolledBack(t *testing.T) {
 					require.NoError(t, err)
 					require.False(t, resp.IsError(), "%v", resp.Data)
 					replacement := resp.Data["api_key"].(string)
-					require.Equal(t, codeValid, restarted.verifyCode(replacement))
-					require.Equal(t, codeExpired, restarted.verifyCode(old.key))
+					require.Equal(t, verifyapi.CodeValid, restarted.verifyCode(replacement))
+					require.Equal(t, verifyapi.CodeExpired, restarted.verifyCode(old.key))
 					require.ElementsMatch(t, []string{old.keyID, resp.Data["key_id"].(string)},
 						restarted.mustOK(logical.ListOperation, "keys/", nil).Data["keys"], "no orphaned record")
 					read := restarted.mustOK(logical.ReadOperation, "keys/"+resp.Data["key_id"].(string), nil).Data
@@ -228,16 +230,16 @@ func TestRotationThatDiesIsRolledBack(t *testing.T) {
 					// A dead attempt's entry the replay did not need lingers until the
 					// periodic rollback, which must leave the completed rotation alone.
 					restarted.rollBackNow(t)
-					require.Equal(t, codeValid, restarted.verifyCode(replacement))
-					require.Equal(t, codeExpired, restarted.verifyCode(old.key))
+					require.Equal(t, verifyapi.CodeValid, restarted.verifyCode(replacement))
+					require.Equal(t, verifyapi.CodeExpired, restarted.verifyCode(old.key))
 				case "rollback":
 					restarted.rollBackNow(t)
-					require.Equal(t, codeValid, restarted.verifyCode(old.key), "the old key is restored")
+					require.Equal(t, verifyapi.CodeValid, restarted.verifyCode(old.key), "the old key is restored")
 					require.Equal(t, []string{old.keyID}, restarted.mustOK(logical.ListOperation, "keys/", nil).Data["keys"])
 					require.NotContains(t, restarted.mustOK(logical.ReadOperation, "keys/"+old.keyID, nil).Data, "replaced_by")
 					// And the key can be rotated again.
 					rotated := restarted.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": old.keyID})
-					require.Equal(t, codeValid, restarted.verifyCode(rotated.Data["api_key"].(string)))
+					require.Equal(t, verifyapi.CodeValid, restarted.verifyCode(rotated.Data["api_key"].(string)))
 				}
 				wal, err := framework.ListWAL(e.ctx, e.storage)
 				require.NoError(t, err)
@@ -276,8 +278,8 @@ func TestRotationWALRollbackLeavesCompletedAttemptsAlone(t *testing.T) {
 	require.Len(t, wal, 1, "the dead attempt's entry (its old key was never retired, so the replay did not find it)")
 
 	restarted.rollBackNow(t)
-	require.Equal(t, codeValid, restarted.verifyCode(resp.Data["api_key"].(string)), "the delivered replacement survives")
-	require.Equal(t, codeExpired, restarted.verifyCode(old.key))
+	require.Equal(t, verifyapi.CodeValid, restarted.verifyCode(resp.Data["api_key"].(string)), "the delivered replacement survives")
+	require.Equal(t, verifyapi.CodeExpired, restarted.verifyCode(old.key))
 	wal, err = framework.ListWAL(e.ctx, e.storage)
 	require.NoError(t, err)
 	require.Empty(t, wal)
@@ -298,9 +300,9 @@ func TestRotationOfACompletedRotationIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, again.IsError())
 	require.Contains(t, again.Data["error"], "already rotated")
-	require.Equal(t, codeValid, e.verifyCode(first.Data["api_key"].(string)))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(first.Data["api_key"].(string)))
 	e.rollBackNow(t)
-	require.Equal(t, codeValid, e.verifyCode(first.Data["api_key"].(string)))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(first.Data["api_key"].(string)))
 }
 
 // TestRotateStaysInsideTheRole: key ids are not secret, so rotation must never reach a
@@ -326,8 +328,8 @@ func TestRotateStaysInsideTheRole(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e.mustFail(logical.UpdateOperation, "creds/demo/rotate", tc.data, tc.want)
-			require.Equal(t, codeValid, e.verifyCode(victim.key), "the victim's key still works")
-			require.Equal(t, codeValid, e.verifyCode(own.key))
+			require.Equal(t, verifyapi.CodeValid, e.verifyCode(victim.key), "the victim's key still works")
+			require.Equal(t, verifyapi.CodeValid, e.verifyCode(own.key))
 			require.Len(t, e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"], 2, "no key was issued")
 		})
 	}
@@ -338,7 +340,7 @@ func TestRotateStaysInsideTheRole(t *testing.T) {
 	// The old path is gone.
 	_, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "keys/" + victim.keyID + "/rotate", Storage: e.storage})
 	require.ErrorIs(t, err, logical.ErrUnsupportedPath)
-	require.Equal(t, codeValid, e.verifyCode(victim.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(victim.key))
 }
 
 func TestRotateByProofOfPossession(t *testing.T) {
@@ -347,8 +349,8 @@ func TestRotateByProofOfPossession(t *testing.T) {
 	old := e.issue("svc", nil)
 	resp := e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"api_key": old.key})
 	require.Equal(t, old.keyID, resp.Data["old_key_id"])
-	require.Equal(t, codeExpired, e.verifyCode(old.key))
-	require.Equal(t, codeValid, e.verifyCode(resp.Data["api_key"].(string)))
+	require.Equal(t, verifyapi.CodeExpired, e.verifyCode(old.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(resp.Data["api_key"].(string)))
 	requireNoKeyInResponse(t, resp, old.key)
 }
 
@@ -360,7 +362,7 @@ func TestRotateKeepsSpentUses(t *testing.T) {
 			e.writeRole("svc", map[string]interface{}{"max_uses": 5})
 			old := e.issue("svc", nil)
 			for range 3 {
-				require.Equal(t, codeValid, e.verifyCode(old.key))
+				require.Equal(t, verifyapi.CodeValid, e.verifyCode(old.key))
 			}
 			if flushed {
 				require.NoError(t, e.b.periodic(e.ctx, &logical.Request{Storage: e.storage}))
@@ -370,9 +372,9 @@ func TestRotateKeepsSpentUses(t *testing.T) {
 			read := e.mustOK(logical.ReadOperation, "keys/"+resp.Data["key_id"].(string), nil).Data
 			require.Equal(t, int64(3), read["use_count"])
 			require.Equal(t, int64(2), read["remaining_uses"])
-			require.Equal(t, codeValid, e.verifyCode(newKey))
-			require.Equal(t, codeValid, e.verifyCode(newKey))
-			require.Equal(t, codeUsageExceeded, e.verifyCode(newKey))
+			require.Equal(t, verifyapi.CodeValid, e.verifyCode(newKey))
+			require.Equal(t, verifyapi.CodeValid, e.verifyCode(newKey))
+			require.Equal(t, verifyapi.CodeUsageExceeded, e.verifyCode(newKey))
 		})
 	}
 }

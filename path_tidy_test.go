@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 func setExpiry(t *testing.T, e *testEnv, keyID string, expires time.Time) {
@@ -36,8 +38,8 @@ func TestTidyRemovesOnlyExpiredRecords(t *testing.T) {
 	require.Contains(t, list, live.keyID)
 	require.Contains(t, list, recent.keyID)
 	require.Contains(t, list, rotated.keyID)
-	require.Equal(t, codeValid, e.verifyCode(live.key))
-	require.Equal(t, codeNotFound, e.verifyCode(old.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(live.key))
+	require.Equal(t, verifyapi.CodeNotFound, e.verifyCode(old.key))
 	require.NoError(t, e.revoke(old), "the lease of a tidied key still revokes")
 
 	// With the smallest buffer the recently expired record goes too, the live one stays.
@@ -45,7 +47,7 @@ func TestTidyRemovesOnlyExpiredRecords(t *testing.T) {
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"tidy_safety_buffer": "1m"})
 	got = e.mustOK(logical.UpdateOperation, "tidy", nil).Data
 	require.Equal(t, 1, got["deleted"])
-	require.Equal(t, codeValid, e.verifyCode(live.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(live.key))
 }
 
 func TestPeriodicFlushesUsageAndTidies(t *testing.T) {
@@ -55,7 +57,7 @@ func TestPeriodicFlushesUsageAndTidies(t *testing.T) {
 	expired := e.issue("svc", nil)
 	setExpiry(t, e, expired.keyID, time.Now().Add(-2*time.Hour))
 	for i := 0; i < 3; i++ {
-		require.Equal(t, codeValid, e.verifyCode(k.key))
+		require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key))
 	}
 	rec, err := e.b.storageKeyEntry(e.ctx, e.storage, k.keyID)
 	require.NoError(t, err)

@@ -2,7 +2,6 @@ package apikey
 
 import (
 	"context"
-	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -12,19 +11,7 @@ import (
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
-)
-
-// Verify result codes, in the order verify checks them.
-const (
-	codeMalformed         = "MALFORMED"
-	codeNotFound          = "NOT_FOUND"
-	codeDisabled          = "DISABLED"
-	codeExpired           = "EXPIRED"
-	codeForbiddenIP       = "FORBIDDEN_IP"
-	codeInsufficientScope = "INSUFFICIENT_SCOPE"
-	codeRateLimited       = "RATE_LIMITED"
-	codeUsageExceeded     = "USAGE_EXCEEDED"
-	codeValid             = "VALID"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 // maxCost bounds verify's cost, so that no sum of costs can overflow a use count.
@@ -38,25 +25,25 @@ func pathVerify(b *backend) *framework.Path {
 			OperationVerb:   "verify",
 		},
 		Fields: map[string]*framework.FieldSchema{
-			"api_key": {
+			verifyapi.FieldAPIKey: {
 				Type:        framework.TypeString,
 				Description: "The key a client presented. Required. Audit devices HMAC it by default; keep it that way.",
 				Required:    true,
 			},
-			"scopes": {
+			verifyapi.FieldScopes: {
 				Type:        framework.TypeCommaStringSlice,
 				Description: "Scopes the request needs; every one must be granted to the key.",
 			},
-			"client_ip": {
+			verifyapi.FieldClientIP: {
 				Type:        framework.TypeString,
 				Description: "IP address the client connected from; required when the key's role has bound_cidrs.",
 			},
-			"cost": {
+			verifyapi.FieldCost: {
 				Type:        framework.TypeInt,
 				Description: "How many uses this request counts against the key's max_uses (default 1; 0 checks without counting).",
 				Default:     1,
 			},
-			"request_id": {
+			verifyapi.FieldRequestID: {
 				Type:        framework.TypeString,
 				Description: "Optional id of this check (1-64 of A-Z a-z 0-9 _ -). A verify repeated with the same request_id and key within a minute is not counted again: it returns the first answer's count, so a client may retry after a 5xx.",
 			},
@@ -74,60 +61,61 @@ func pathVerify(b *backend) *framework.Path {
 
 // verifyResponseFields: the key's public fields are returned for codes after NOT_FOUND.
 var verifyResponseFields = withFields(keyPublicFields, map[string]*framework.FieldSchema{
-	"valid":          {Type: framework.TypeBool, Description: "Whether the key may be used for this request."},
-	"code":           {Type: framework.TypeString, Description: "Why: MALFORMED, NOT_FOUND, DISABLED, EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE, RATE_LIMITED, USAGE_EXCEEDED or VALID."},
-	"remaining_uses": {Type: framework.TypeInt64, Description: "Uses left under max_uses (only for keys with max_uses)."},
-	"rate_limit":     {Type: framework.TypeFloat, Description: "The key's rate limit in requests per second (only for rate-limited keys)."},
-	"retry_after":    {Type: framework.TypeInt, Description: "Seconds until the rate limit admits a request (RATE_LIMITED only)."},
+	verifyapi.FieldValid:         {Type: framework.TypeBool, Description: "Whether the key may be used for this request."},
+	verifyapi.FieldCode:          {Type: framework.TypeString, Description: "Why: MALFORMED, NOT_FOUND, DISABLED, EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE, RATE_LIMITED, USAGE_EXCEEDED or VALID."},
+	verifyapi.FieldRemainingUses: {Type: framework.TypeInt64, Description: "Uses left under max_uses (only for keys with max_uses)."},
+	verifyapi.FieldRateLimit:     {Type: framework.TypeFloat, Description: "The key's rate limit in requests per second (only for rate-limited keys)."},
+	verifyapi.FieldRetryAfter:    {Type: framework.TypeInt, Description: "Seconds until the rate limit admits a request (RATE_LIMITED only)."},
 })
 
+// verifyResult is a refusal that says nothing about the key (MALFORMED, NOT_FOUND).
 func verifyResult(code string) *logical.Response {
-	return &logical.Response{Data: map[string]interface{}{"valid": false, "code": code}}
+	return &logical.Response{Data: verifyapi.Response{Code: code}.Data()}
 }
 
 // pathVerify answers whether a presented key may be used. A well-formed request always
 // gets 200 with valid and code; only bad request fields get 400. A warm verify (key record
 // in cache) touches no storage.
 func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	key := d.Get("api_key").(string)
+	key := d.Get(verifyapi.FieldAPIKey).(string)
 	if key == "" {
 		return logical.ErrorResponse("api_key is required"), nil
 	}
 	var requested []string
-	if v, ok := d.GetOk("scopes"); ok {
+	if v, ok := d.GetOk(verifyapi.FieldScopes); ok {
 		requested = v.([]string)
 		if err := scopes.Validate(requested); err != nil {
 			return logical.ErrorResponse("scopes: %s", err), nil
 		}
 	}
 	var clientIP netip.Addr
-	if raw := d.Get("client_ip").(string); raw != "" {
+	if raw := d.Get(verifyapi.FieldClientIP).(string); raw != "" {
 		ip, err := netip.ParseAddr(strings.TrimSpace(raw))
 		if err != nil {
 			return logical.ErrorResponse("client_ip %.60q is not an IP address", raw), nil
 		}
 		clientIP = ip.Unmap()
 	}
-	cost := int64(d.Get("cost").(int))
+	cost := int64(d.Get(verifyapi.FieldCost).(int))
 	if cost < 0 || cost > maxCost {
 		return logical.ErrorResponse("cost must be between 0 and %d", maxCost), nil
 	}
 
-	requestID := d.Get("request_id").(string)
+	requestID := d.Get(verifyapi.FieldRequestID).(string)
 	if requestID != "" && !validRequestID(requestID) {
 		return logical.ErrorResponse("request_id must be 1-%d characters of A-Z, a-z, 0-9, _ and -", maxRequestIDLen), nil
 	}
 
 	parsed, err := keyformat.Parse(key)
 	if err != nil {
-		return verifyResult(codeMalformed), nil
+		return verifyResult(verifyapi.CodeMalformed), nil
 	}
 	k, err := b.cachedKeyEntry(ctx, req.Storage, parsed.KeyID)
 	if err != nil {
 		return nil, err
 	}
 	if k == nil {
-		return verifyResult(codeNotFound), nil
+		return verifyResult(verifyapi.CodeNotFound), nil
 	}
 	secret, err := b.getMountSecret(ctx, req.Storage)
 	if err != nil {
@@ -135,7 +123,7 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	}
 	hash := keyHash(secret, key)
 	if secret == nil || !hashesEqual(hash, k.Hash) {
-		return verifyResult(codeNotFound), nil
+		return verifyResult(verifyapi.CodeNotFound), nil
 	}
 
 	now := time.Now()
@@ -147,20 +135,19 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	} else {
 		remaining = b.usage.Remaining(k.KeyID, k.MaxUses, k.UseCount)
 	}
-	data := k.publicData(now)
-	data["valid"] = code == codeValid
-	data["code"] = code
-	if k.MaxUses > 0 {
-		data["remaining_uses"] = remaining
-	}
-	if k.RateLimit > 0 {
+	publicKey := k.publicKey(now)
+	resp := verifyapi.Response{
+		Valid:      code == verifyapi.CodeValid,
+		Code:       code,
+		Key:        &publicKey,
+		RetryAfter: retryAfter,
 		// Tells callers that cache results (apikeyauth) to ask for every use.
-		data["rate_limit"] = k.RateLimit
+		RateLimit: k.RateLimit,
 	}
-	if code == codeRateLimited {
-		data["retry_after"] = int64(math.Ceil(retryAfter.Seconds()))
+	if k.MaxUses > 0 {
+		resp.RemainingUses = &remaining
 	}
-	return &logical.Response{Data: data}, nil
+	return &logical.Response{Data: resp.Data()}, nil
 }
 
 // checkKeyState applies the checks after NOT_FOUND that charge nothing, in the
@@ -168,14 +155,14 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 func (b *backend) checkKeyState(k *keyEntry, requested []string, clientIP netip.Addr, now time.Time) string {
 	switch {
 	case k.Disabled:
-		return codeDisabled
+		return verifyapi.CodeDisabled
 	case !now.Before(k.validUntil()):
-		return codeExpired
+		return verifyapi.CodeExpired
 	case len(k.boundPrefixes) > 0 && !ipAllowed(k.boundPrefixes, clientIP):
-		return codeForbiddenIP
+		return verifyapi.CodeForbiddenIP
 	}
 	if _, missing := scopes.Missing(k.Scopes, requested); missing {
-		return codeInsufficientScope
+		return verifyapi.CodeInsufficientScope
 	}
 	return ""
 }
@@ -185,13 +172,13 @@ func (b *backend) checkKeyState(k *keyEntry, requested []string, clientIP netip.
 // counted as a use.
 func (b *backend) chargeKey(k *keyEntry, cost int64, now time.Time) (code string, remaining int64, retryAfter time.Duration) {
 	if ok, wait := b.rateLimiter.Allow(k.KeyID, k.RateLimit, k.RateLimitBurst, now); !ok {
-		return codeRateLimited, b.usage.Remaining(k.KeyID, k.MaxUses, k.UseCount), wait
+		return verifyapi.CodeRateLimited, b.usage.Remaining(k.KeyID, k.MaxUses, k.UseCount), wait
 	}
 	ok, remaining := b.usage.Use(k.KeyID, cost, k.MaxUses, k.UseCount, k.LastUsedAt, now)
 	if !ok {
-		return codeUsageExceeded, remaining, 0
+		return verifyapi.CodeUsageExceeded, remaining, 0
 	}
-	return codeValid, remaining, 0
+	return verifyapi.CodeValid, remaining, 0
 }
 
 // chargeKeyOnce is chargeKey, except that a repeat of a request_id answers what the

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 func TestVerifyCodes(t *testing.T) {
@@ -40,33 +41,33 @@ func TestVerifyCodes(t *testing.T) {
 		data map[string]interface{}
 		code string
 	}{
-		{"valid", map[string]interface{}{"api_key": valid.key}, codeValid},
-		{"valid with scopes", map[string]interface{}{"api_key": valid.key, "scopes": "orders:write,users:read"}, codeValid},
-		{"wildcard covers", map[string]interface{}{"api_key": valid.key, "scopes": []string{"orders:refund"}}, codeValid},
-		{"malformed garbage", map[string]interface{}{"api_key": "hello"}, codeMalformed},
-		{"malformed checksum", map[string]interface{}{"api_key": valid.key[:len(valid.key)-1] + flip(valid.key[len(valid.key)-1])}, codeMalformed},
-		{"malformed huge", map[string]interface{}{"api_key": strings.Repeat("a", 1<<20)}, codeMalformed},
-		{"not found unknown", map[string]interface{}{"api_key": unknown.key}, codeNotFound},
-		{"not found forged", map[string]interface{}{"api_key": forged}, codeNotFound},
-		{"disabled", map[string]interface{}{"api_key": disabled.key}, codeDisabled},
-		{"disabled before scope", map[string]interface{}{"api_key": disabled.key, "scopes": "nope"}, codeDisabled},
-		{"expired", map[string]interface{}{"api_key": expired.key}, codeExpired},
-		{"ip missing", map[string]interface{}{"api_key": bound.key}, codeForbiddenIP},
-		{"ip outside", map[string]interface{}{"api_key": bound.key, "client_ip": "192.168.0.1"}, codeForbiddenIP},
-		{"ip inside v4", map[string]interface{}{"api_key": bound.key, "client_ip": "10.1.2.3"}, codeValid},
-		{"ip inside v6", map[string]interface{}{"api_key": bound.key, "client_ip": "2001:db8::1"}, codeValid},
-		{"ip v4-mapped v6", map[string]interface{}{"api_key": bound.key, "client_ip": "::ffff:10.1.2.3"}, codeValid},
-		{"ip before scope", map[string]interface{}{"api_key": bound.key, "scopes": "b"}, codeForbiddenIP},
-		{"insufficient scope", map[string]interface{}{"api_key": valid.key, "scopes": "users:write"}, codeInsufficientScope},
-		{"wildcard does not cover other prefix", map[string]interface{}{"api_key": valid.key, "scopes": "order"}, codeInsufficientScope},
+		{"valid", map[string]interface{}{"api_key": valid.key}, verifyapi.CodeValid},
+		{"valid with scopes", map[string]interface{}{"api_key": valid.key, "scopes": "orders:write,users:read"}, verifyapi.CodeValid},
+		{"wildcard covers", map[string]interface{}{"api_key": valid.key, "scopes": []string{"orders:refund"}}, verifyapi.CodeValid},
+		{"malformed garbage", map[string]interface{}{"api_key": "hello"}, verifyapi.CodeMalformed},
+		{"malformed checksum", map[string]interface{}{"api_key": valid.key[:len(valid.key)-1] + flip(valid.key[len(valid.key)-1])}, verifyapi.CodeMalformed},
+		{"malformed huge", map[string]interface{}{"api_key": strings.Repeat("a", 1<<20)}, verifyapi.CodeMalformed},
+		{"not found unknown", map[string]interface{}{"api_key": unknown.key}, verifyapi.CodeNotFound},
+		{"not found forged", map[string]interface{}{"api_key": forged}, verifyapi.CodeNotFound},
+		{"disabled", map[string]interface{}{"api_key": disabled.key}, verifyapi.CodeDisabled},
+		{"disabled before scope", map[string]interface{}{"api_key": disabled.key, "scopes": "nope"}, verifyapi.CodeDisabled},
+		{"expired", map[string]interface{}{"api_key": expired.key}, verifyapi.CodeExpired},
+		{"ip missing", map[string]interface{}{"api_key": bound.key}, verifyapi.CodeForbiddenIP},
+		{"ip outside", map[string]interface{}{"api_key": bound.key, "client_ip": "192.168.0.1"}, verifyapi.CodeForbiddenIP},
+		{"ip inside v4", map[string]interface{}{"api_key": bound.key, "client_ip": "10.1.2.3"}, verifyapi.CodeValid},
+		{"ip inside v6", map[string]interface{}{"api_key": bound.key, "client_ip": "2001:db8::1"}, verifyapi.CodeValid},
+		{"ip v4-mapped v6", map[string]interface{}{"api_key": bound.key, "client_ip": "::ffff:10.1.2.3"}, verifyapi.CodeValid},
+		{"ip before scope", map[string]interface{}{"api_key": bound.key, "scopes": "b"}, verifyapi.CodeForbiddenIP},
+		{"insufficient scope", map[string]interface{}{"api_key": valid.key, "scopes": "users:write"}, verifyapi.CodeInsufficientScope},
+		{"wildcard does not cover other prefix", map[string]interface{}{"api_key": valid.key, "scopes": "order"}, verifyapi.CodeInsufficientScope},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := e.verify(tc.data)
 			require.Equal(t, tc.code, got["code"])
-			require.Equal(t, tc.code == codeValid, got["valid"])
+			require.Equal(t, tc.code == verifyapi.CodeValid, got["valid"])
 			switch tc.code {
-			case codeMalformed, codeNotFound:
+			case verifyapi.CodeMalformed, verifyapi.CodeNotFound:
 				require.Len(t, got, 2, "nothing but valid and code: %v", got)
 			default:
 				for _, field := range []string{"key_id", "role", "name", "scopes", "metadata", "expires_at", "ttl"} {
@@ -108,7 +109,7 @@ func TestVerifyWarmCacheReadsNoStorage(t *testing.T) {
 	e := newTestEnv(t)
 	e.writeRole("svc", nil)
 	k := e.issue("svc", nil)
-	require.Equal(t, codeValid, e.verifyCode(k.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key))
 
 	down := &failingStorage{Storage: e.storage, failGet: true}
 	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{
@@ -116,7 +117,7 @@ func TestVerifyWarmCacheReadsNoStorage(t *testing.T) {
 		Data: map[string]interface{}{"api_key": k.key},
 	})
 	require.NoError(t, err)
-	require.Equal(t, codeValid, resp.Data["code"])
+	require.Equal(t, verifyapi.CodeValid, resp.Data["code"])
 }
 
 func TestVerifyCacheStaysExact(t *testing.T) {
@@ -125,28 +126,28 @@ func TestVerifyCacheStaysExact(t *testing.T) {
 		change func(e *testEnv, k issued)
 		want   string
 	}{
-		{"delete", func(e *testEnv, k issued) { e.mustOK(logical.DeleteOperation, "keys/"+k.keyID, nil) }, codeNotFound},
+		{"delete", func(e *testEnv, k issued) { e.mustOK(logical.DeleteOperation, "keys/"+k.keyID, nil) }, verifyapi.CodeNotFound},
 		{"disable", func(e *testEnv, k issued) {
 			e.mustOK(logical.UpdateOperation, "keys/"+k.keyID, map[string]interface{}{"disabled": true})
-		}, codeDisabled},
-		{"revoke", func(e *testEnv, k issued) { require.NoError(e.t, e.revoke(k)) }, codeNotFound},
+		}, verifyapi.CodeDisabled},
+		{"revoke", func(e *testEnv, k issued) { require.NoError(e.t, e.revoke(k)) }, verifyapi.CodeNotFound},
 		{"invalidate after a write by another node", func(e *testEnv, k issued) {
 			// Another node deleted the record: storage changes, then Vault calls Invalidate.
 			require.NoError(e.t, e.storage.Delete(e.ctx, keyPrefix+k.keyID))
 			e.b.invalidate(e.ctx, keyPrefix+k.keyID)
-		}, codeNotFound},
+		}, verifyapi.CodeNotFound},
 		{"enable again", func(e *testEnv, k issued) {
 			e.mustOK(logical.UpdateOperation, "keys/"+k.keyID, map[string]interface{}{"disabled": true})
-			require.Equal(e.t, codeDisabled, e.verifyCode(k.key))
+			require.Equal(e.t, verifyapi.CodeDisabled, e.verifyCode(k.key))
 			e.mustOK(logical.UpdateOperation, "keys/"+k.keyID, map[string]interface{}{"disabled": false})
-		}, codeValid},
+		}, verifyapi.CodeValid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t)
 			e.writeRole("svc", nil)
 			k := e.issue("svc", nil)
-			require.Equal(t, codeValid, e.verifyCode(k.key)) // now cached
+			require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key)) // now cached
 			tc.change(e, k)
 			require.Equal(t, tc.want, e.verifyCode(k.key))
 		})
@@ -176,7 +177,7 @@ func TestVerifyConcurrentWithRevoke(t *testing.T) {
 	}
 	wg.Wait()
 	for _, k := range keys {
-		require.Equal(t, codeNotFound, e.verifyCode(k.key), "a revoked key never comes back from the cache")
+		require.Equal(t, verifyapi.CodeNotFound, e.verifyCode(k.key), "a revoked key never comes back from the cache")
 	}
 }
 
@@ -205,30 +206,30 @@ func TestVerifyRateLimit(t *testing.T) {
 	e.writeRole("svc", map[string]interface{}{"rate_limit": 0.001, "rate_limit_burst": 2})
 	k := e.issue("svc", nil)
 	other := e.issue("svc", nil)
-	require.Equal(t, codeValid, e.verifyCode(k.key))
-	require.Equal(t, codeValid, e.verifyCode(k.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key))
 	got := e.verify(map[string]interface{}{"api_key": k.key})
-	require.Equal(t, codeRateLimited, got["code"])
+	require.Equal(t, verifyapi.CodeRateLimited, got["code"])
 	require.Equal(t, false, got["valid"])
 	require.Greater(t, got["retry_after"].(int64), int64(900))
 	require.Equal(t, 0.001, got["rate_limit"], "callers that cache learn the key is metered")
-	require.Equal(t, codeValid, e.verifyCode(other.key), "limits are per key")
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(other.key), "limits are per key")
 
 	// A tiny rate never yields a negative or absurd retry_after.
 	e.writeRole("slow", map[string]interface{}{"rate_limit": minRateLimit})
 	slow := e.issue("slow", nil)
-	require.Equal(t, codeValid, e.verifyCode(slow.key))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(slow.key))
 	got = e.verify(map[string]interface{}{"api_key": slow.key})
-	require.Equal(t, codeRateLimited, got["code"])
+	require.Equal(t, verifyapi.CodeRateLimited, got["code"])
 	require.InDelta(t, 86400, got["retry_after"].(int64), 2)
 
 	// Earlier checks win and take no token.
 	e.writeRole("scoped", map[string]interface{}{"scopes": "a", "rate_limit": 0.001, "rate_limit_burst": 1})
 	s := e.issue("scoped", nil)
 	for i := 0; i < 3; i++ {
-		require.Equal(t, codeInsufficientScope, e.verifyCode(s.key, "b"))
+		require.Equal(t, verifyapi.CodeInsufficientScope, e.verifyCode(s.key, "b"))
 	}
-	require.Equal(t, codeValid, e.verifyCode(s.key, "a"))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(s.key, "a"))
 }
 
 func TestVerifyQuota(t *testing.T) {
@@ -244,18 +245,18 @@ func TestVerifyQuota(t *testing.T) {
 		return e.verify(data)
 	}
 	got := verify(3, "")
-	require.Equal(t, codeValid, got["code"])
+	require.Equal(t, verifyapi.CodeValid, got["code"])
 	require.Equal(t, int64(2), got["remaining_uses"])
 	got = verify(3, "")
-	require.Equal(t, codeUsageExceeded, got["code"], "a cost beyond what is left is refused")
+	require.Equal(t, verifyapi.CodeUsageExceeded, got["code"], "a cost beyond what is left is refused")
 	require.Equal(t, int64(2), got["remaining_uses"])
 	got = verify(1, "b")
-	require.Equal(t, codeInsufficientScope, got["code"], "a refused request uses nothing")
+	require.Equal(t, verifyapi.CodeInsufficientScope, got["code"], "a refused request uses nothing")
 	require.Equal(t, int64(2), got["remaining_uses"])
-	require.Equal(t, codeValid, verify(0, "")["code"], "cost 0 checks without counting")
-	require.Equal(t, codeValid, verify(2, "")["code"])
+	require.Equal(t, verifyapi.CodeValid, verify(0, "")["code"], "cost 0 checks without counting")
+	require.Equal(t, verifyapi.CodeValid, verify(2, "")["code"])
 	got = verify(0, "")
-	require.Equal(t, codeUsageExceeded, got["code"])
+	require.Equal(t, verifyapi.CodeUsageExceeded, got["code"])
 	require.Equal(t, int64(0), got["remaining_uses"])
 
 	read := e.mustOK(logical.ReadOperation, "keys/"+k.keyID, nil).Data
@@ -264,10 +265,10 @@ func TestVerifyQuota(t *testing.T) {
 
 	// A huge cost can neither overflow the count nor buy uses back.
 	fresh := e.issue("svc", nil)
-	require.Equal(t, codeValid, e.verify(map[string]interface{}{"api_key": fresh.key, "cost": 1})["code"])
+	require.Equal(t, verifyapi.CodeValid, e.verify(map[string]interface{}{"api_key": fresh.key, "cost": 1})["code"])
 	e.mustFail(logical.UpdateOperation, "verify", map[string]interface{}{"api_key": fresh.key, "cost": int64(9223372036854775807)}, "cost")
 	got = e.verify(map[string]interface{}{"api_key": fresh.key, "cost": maxCost})
-	require.Equal(t, codeUsageExceeded, got["code"])
+	require.Equal(t, verifyapi.CodeUsageExceeded, got["code"])
 	require.Equal(t, int64(4), got["remaining_uses"])
 }
 
@@ -326,7 +327,7 @@ func benchmarkVerify(b *testing.B, cold bool) {
 		}
 		req.Data = map[string]interface{}{"api_key": key, "scopes": []string{"orders:read"}}
 		resp, err := e.b.HandleRequest(e.ctx, req)
-		if err != nil || resp.Data["code"] != codeValid {
+		if err != nil || resp.Data["code"] != verifyapi.CodeValid {
 			b.Fatal(err, resp)
 		}
 	}
@@ -342,7 +343,7 @@ func BenchmarkVerifyMalformed(b *testing.B) {
 	for b.Loop() {
 		req.Data = map[string]interface{}{"api_key": "vk_nope"}
 		resp, err := e.b.HandleRequest(e.ctx, req)
-		if err != nil || resp.Data["code"] != codeMalformed {
+		if err != nil || resp.Data["code"] != verifyapi.CodeMalformed {
 			b.Fatal(err, resp)
 		}
 	}
@@ -367,11 +368,11 @@ func TestVerifyUnknownKeyIDsReadStorageOnce(t *testing.T) {
 
 	key, keyID, err := keyformat.Generate(keyformat.DefaultPrefix)
 	require.NoError(t, err)
-	require.Equal(t, codeNotFound, verifyWith(counting, key))
+	require.Equal(t, verifyapi.CodeNotFound, verifyWith(counting, key))
 	reads := counting.gets.Load()
 	require.Positive(t, reads)
 	for range 100 {
-		require.Equal(t, codeNotFound, verifyWith(counting, key))
+		require.Equal(t, verifyapi.CodeNotFound, verifyWith(counting, key))
 	}
 	require.Equal(t, reads, counting.gets.Load(), "repeats of an unknown key_id read no storage")
 
@@ -387,11 +388,11 @@ func TestVerifyUnknownKeyIDsReadStorageOnce(t *testing.T) {
 	// A local write of the id drops it from the cache too.
 	other, otherID, err := keyformat.Generate(keyformat.DefaultPrefix)
 	require.NoError(t, err)
-	require.Equal(t, codeNotFound, verifyWith(counting, other))
+	require.Equal(t, verifyapi.CodeNotFound, verifyWith(counting, other))
 	secret, err := e.b.getMountSecret(e.ctx, e.storage)
 	require.NoError(t, err)
 	require.NoError(t, e.b.putKeyEntry(e.ctx, e.storage, &keyEntry{KeyID: otherID, Role: "svc", Hash: keyHash(secret, other), ExpiresAt: time.Now().Add(time.Hour)}))
-	require.Equal(t, codeValid, verifyWith(counting, other))
+	require.Equal(t, verifyapi.CodeValid, verifyWith(counting, other))
 }
 
 // TestVerifyRequestIDIsNotChargedTwice: the Vault client retries a verify after a 5xx
@@ -409,21 +410,21 @@ func TestVerifyRequestIDIsNotChargedTwice(t *testing.T) {
 	}
 
 	first := check("req-1", nil)
-	require.Equal(t, codeValid, first["code"])
+	require.Equal(t, verifyapi.CodeValid, first["code"])
 	require.Equal(t, int64(2), first["remaining_uses"])
 	for range 3 {
 		again := check("req-1", nil)
-		require.Equal(t, codeValid, again["code"])
+		require.Equal(t, verifyapi.CodeValid, again["code"])
 		require.Equal(t, int64(2), again["remaining_uses"], "a retry is not charged")
 	}
 	// Another id, or the same id with another cost or scope, is a new check.
 	require.Equal(t, int64(1), check("req-2", nil)["remaining_uses"])
 	require.Equal(t, int64(0), check("req-1", map[string]interface{}{"scopes": "a"})["remaining_uses"])
-	require.Equal(t, codeUsageExceeded, check("req-3", nil)["code"])
+	require.Equal(t, verifyapi.CodeUsageExceeded, check("req-3", nil)["code"])
 
 	// A replay never resurrects a key disabled since the first attempt.
 	e.mustOK(logical.UpdateOperation, "keys/"+k.keyID, map[string]interface{}{"disabled": true})
-	require.Equal(t, codeDisabled, check("req-1", nil)["code"])
+	require.Equal(t, verifyapi.CodeDisabled, check("req-1", nil)["code"])
 
 	e.mustFail(logical.UpdateOperation, "verify", map[string]interface{}{"api_key": k.key, "request_id": "bad id"}, "request_id must be")
 	e.mustFail(logical.UpdateOperation, "verify", map[string]interface{}{"api_key": k.key, "request_id": strings.Repeat("a", 65)}, "request_id must be")

@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 // Response schemas for Vault's OpenAPI document (sys/internal/specs/openapi). Each path
@@ -49,11 +51,11 @@ func withFields(base map[string]*framework.FieldSchema, extra map[string]*framew
 // keyPublicFields documents keyEntry.publicData: what reads, issue and verify show
 // about a key.
 var keyPublicFields = map[string]*framework.FieldSchema{
-	"key_id":     {Type: framework.TypeString, Description: "Public identifier of the key."},
-	"role":       {Type: framework.TypeString, Description: "Role the key was issued from."},
-	"name":       {Type: framework.TypeString, Description: "The key's label."},
-	"scopes":     {Type: framework.TypeStringSlice, Description: "Scopes granted to the key."},
-	"metadata":   {Type: framework.TypeKVPairs, Description: "The key's metadata."},
-	"expires_at": {Type: framework.TypeString, Description: "When the key stops verifying (RFC 3339)."},
-	"ttl":        {Type: framework.TypeInt, Description: "Seconds until the key stops verifying."},
+	verifyapi.FieldKeyID:     {Type: framework.TypeString, Description: "Public identifier of the key."},
+	verifyapi.FieldRole:      {Type: framework.TypeString, Description: "Role the key was issued from."},
+	verifyapi.FieldName:      {Type: framework.TypeString, Description: "The key's label."},
+	verifyapi.FieldKeyScopes: {Type: framework.TypeStringSlice, Description: "Scopes granted to the key."},
+	verifyapi.FieldMetadata:  {Type: framework.TypeKVPairs, Description: "The key's metadata."},
+	verifyapi.FieldExpiresAt: {Type: framework.TypeString, Description: "When the key stops verifying (RFC 3339)."},
+	verifyapi.FieldTTL:       {Type: framework.TypeInt, Description: "Seconds until the key stops verifying."},
 }

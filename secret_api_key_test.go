@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 func TestRenewExtendsUpToMaxTTL(t *testing.T) {
@@ -51,12 +53,12 @@ func TestRevokeIsIdempotentAndSurvivesRoleDeletion(t *testing.T) {
 	other := e.issue("r", nil)
 
 	e.mustOK(logical.DeleteOperation, "roles/r", nil)
-	require.Equal(t, codeValid, e.verifyCode(k.key), "role deletion does not revoke keys")
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key), "role deletion does not revoke keys")
 
 	require.NoError(t, e.revoke(k))
-	require.Equal(t, codeNotFound, e.verifyCode(k.key))
+	require.Equal(t, verifyapi.CodeNotFound, e.verifyCode(k.key))
 	require.NoError(t, e.revoke(k), "second revoke is a success")
-	require.Equal(t, codeValid, e.verifyCode(other.key), "only the revoked key is affected")
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(other.key), "only the revoked key is affected")
 
 	// A lease without key_id (should never exist) revokes as a no-op, not an error.
 	noID := *k.secret

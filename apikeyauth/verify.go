@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -19,20 +18,25 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/lru"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
-// Verify codes, as answered by <mount>/verify, in the order verify checks them.
+// Verify codes, as answered by <mount>/verify, in the order verify checks them. The
+// contract's own home is internal/verifyapi; these re-export it for the package's users.
 const (
-	CodeMalformed         = "MALFORMED"
-	CodeNotFound          = "NOT_FOUND"
-	CodeDisabled          = "DISABLED"
-	CodeExpired           = "EXPIRED"
-	CodeForbiddenIP       = "FORBIDDEN_IP"
-	CodeInsufficientScope = "INSUFFICIENT_SCOPE"
-	CodeRateLimited       = "RATE_LIMITED"
-	CodeUsageExceeded     = "USAGE_EXCEEDED"
-	CodeValid             = "VALID"
+	CodeMalformed         = verifyapi.CodeMalformed
+	CodeNotFound          = verifyapi.CodeNotFound
+	CodeDisabled          = verifyapi.CodeDisabled
+	CodeExpired           = verifyapi.CodeExpired
+	CodeForbiddenIP       = verifyapi.CodeForbiddenIP
+	CodeInsufficientScope = verifyapi.CodeInsufficientScope
+	CodeRateLimited       = verifyapi.CodeRateLimited
+	CodeUsageExceeded     = verifyapi.CodeUsageExceeded
+	CodeValid             = verifyapi.CodeValid
 )
+
+// VerifyCodes returns every code verify answers, in the order it checks them.
+func VerifyCodes() []string { return verifyapi.Codes() }
 
 // Codes of the middleware's own, never answered by verify.
 const (
@@ -271,13 +275,7 @@ func (m *Middleware) callVault(ctx context.Context, key string, required []strin
 	// One request_id per call: the API client resends the same body when it retries
 	// after a 5xx, and verify answers a repeated request_id from its memory instead of
 	// charging the key a second time.
-	data := map[string]any{"api_key": key, "cost": cost, "request_id": newRequestID()}
-	if len(required) > 0 {
-		data["scopes"] = required
-	}
-	if clientIP.IsValid() {
-		data["client_ip"] = clientIP.String()
-	}
+	data := verifyapi.Request{APIKey: key, Scopes: required, ClientIP: clientIP, Cost: cost, RequestID: newRequestID()}.Data()
 	start := time.Now()
 	secret, err := m.client.Logical().WriteWithContext(ctx, m.verifyPath, data)
 	if err == nil {
@@ -319,92 +317,26 @@ func redact(s, key string) string {
 	return strings.ReplaceAll(s, key, "[redacted]")
 }
 
-// parseVerify reads verify's response data. Numbers arrive as json.Number from the API
-// client; float64 and ints are accepted too.
+// parseVerify reads verify's response data into a Result.
 func parseVerify(secret *api.Secret) (Result, error) {
 	if secret == nil || secret.Data == nil {
 		return Result{}, errors.New("verify returned no data (is the secrets engine mounted there?)")
 	}
-	d := secret.Data
-	valid, ok := d["valid"].(bool)
-	if !ok {
-		return Result{}, errors.New("verify response has no boolean valid")
+	answer, err := verifyapi.DecodeResponse(secret.Data)
+	if err != nil {
+		return Result{}, err
 	}
-	code, ok := d["code"].(string)
-	if !ok || code == "" {
-		return Result{}, errors.New("verify response has no code")
+	res := Result{
+		Valid:         answer.Valid,
+		Code:          answer.Code,
+		RemainingUses: answer.RemainingUses,
+		RetryAfter:    answer.RetryAfter,
+		// Vault counts every use of a key with max_uses or a rate limit.
+		Metered: answer.RemainingUses != nil || answer.RateLimit > 0,
 	}
-	if valid != (code == CodeValid) {
-		return Result{}, fmt.Errorf("verify response is inconsistent: valid=%v with code %.40q", valid, code)
-	}
-	res := Result{Valid: valid, Code: code}
-
-	if keyID, _ := d["key_id"].(string); keyID != "" {
-		id := &Identity{KeyID: keyID}
-		id.Role, _ = d["role"].(string)
-		id.Name, _ = d["name"].(string)
-		if raw, ok := d["scopes"].([]any); ok {
-			for _, s := range raw {
-				if s, ok := s.(string); ok {
-					id.Scopes = append(id.Scopes, s)
-				}
-			}
-		}
-		if raw, ok := d["metadata"].(map[string]any); ok && len(raw) > 0 {
-			id.Metadata = make(map[string]string, len(raw))
-			for k, v := range raw {
-				if v, ok := v.(string); ok {
-					id.Metadata[k] = v
-				}
-			}
-		}
-		if raw, _ := d["expires_at"].(string); raw != "" {
-			t, err := time.Parse(time.RFC3339Nano, raw)
-			if err != nil {
-				return Result{}, fmt.Errorf("verify response has an invalid expires_at: %.40q", raw)
-			}
-			id.ExpiresAt = t
-		}
-		res.Identity = id
-	}
-	if valid && res.Identity == nil {
-		return Result{}, errors.New("verify answered VALID without key_id")
-	}
-	if secs, ok := number(d["ttl"]); ok {
-		res.TTL, res.ttlKnown = seconds(secs), true
-	}
-	if uses, ok := number(d["remaining_uses"]); ok {
-		n := int64(uses)
-		res.RemainingUses = &n
-		res.Metered = true
-	}
-	if rate, ok := number(d["rate_limit"]); ok && rate > 0 {
-		res.Metered = true
-	}
-	if secs, ok := number(d["retry_after"]); ok && secs > 0 {
-		res.RetryAfter = seconds(secs)
+	if k := answer.Key; k != nil {
+		res.Identity = &Identity{KeyID: k.KeyID, Role: k.Role, Name: k.Name, Scopes: k.Scopes, Metadata: k.Metadata, ExpiresAt: k.ExpiresAt}
+		res.TTL, res.ttlKnown = k.TTL, k.TTLKnown
 	}
 	return res, nil
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	case float64:
-		return n, true
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	}
-	return 0, false
-}
-
-func seconds(s float64) time.Duration {
-	if s <= 0 {
-		return 0
-	}
-	return time.Duration(s * float64(time.Second))
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 // Key shape per the contract: "<prefix>_<body>", body = key_id(16) + secret(43) +
@@ -29,17 +31,17 @@ const (
 
 var defaultKeyRE = regexp.MustCompile(`^vk_[0-9A-Za-z]{65}$`)
 
-// Verify codes of the contract.
+// Verify codes, from the contract's one home (short names for the tests).
 const (
-	codeValid             = "VALID"
-	codeMalformed         = "MALFORMED"
-	codeNotFound          = "NOT_FOUND"
-	codeDisabled          = "DISABLED"
-	codeExpired           = "EXPIRED"
-	codeForbiddenIP       = "FORBIDDEN_IP"
-	codeInsufficientScope = "INSUFFICIENT_SCOPE"
-	codeRateLimited       = "RATE_LIMITED"
-	codeUsageExceeded     = "USAGE_EXCEEDED"
+	codeValid             = verifyapi.CodeValid
+	codeMalformed         = verifyapi.CodeMalformed
+	codeNotFound          = verifyapi.CodeNotFound
+	codeDisabled          = verifyapi.CodeDisabled
+	codeExpired           = verifyapi.CodeExpired
+	codeForbiddenIP       = verifyapi.CodeForbiddenIP
+	codeInsufficientScope = verifyapi.CodeInsufficientScope
+	codeRateLimited       = verifyapi.CodeRateLimited
+	codeUsageExceeded     = verifyapi.CodeUsageExceeded
 )
 
 // issued is a key as returned by creds/<role>.
@@ -131,15 +133,11 @@ func tryVerifyData(c *api.Client, mount string, data map[string]interface{}) (ve
 	if sec == nil || sec.Data == nil {
 		return verifyResult{}, errors.New("verify returned no data")
 	}
-	valid, ok := sec.Data["valid"].(bool)
-	if !ok {
-		return verifyResult{}, fmt.Errorf("verify: valid is %T %v", sec.Data["valid"], sec.Data["valid"])
+	answer, err := verifyapi.DecodeResponse(sec.Data)
+	if err != nil {
+		return verifyResult{}, fmt.Errorf("verify: %w: %v", err, sec.Data)
 	}
-	code, ok := sec.Data["code"].(string)
-	if !ok {
-		return verifyResult{}, fmt.Errorf("verify: code is %T %v", sec.Data["code"], sec.Data["code"])
-	}
-	return verifyResult{Valid: valid, Code: code, Data: sec.Data}, nil
+	return verifyResult{Valid: answer.Valid, Code: answer.Code, Data: sec.Data}, nil
 }
 
 // requireCode verifies key and checks valid/code and, per the contract, which data comes

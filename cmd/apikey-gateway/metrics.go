@@ -23,15 +23,15 @@ type metrics struct {
 
 var _ apikeyauth.Observer = (*metrics)(nil)
 
-// outcomes are pre-declared so that dashboards see zeros instead of missing series.
-var outcomes = []string{
-	apikeyauth.CodeValid, apikeyauth.CodeMissing, apikeyauth.CodeMalformed, apikeyauth.CodeNotFound,
-	apikeyauth.CodeDisabled, apikeyauth.CodeExpired, apikeyauth.CodeForbiddenIP,
-	apikeyauth.CodeInsufficientScope, apikeyauth.CodeRateLimited, apikeyauth.CodeUsageExceeded,
-	apikeyauth.CodeRefused, apikeyauth.CodeUnavailable, apikeyauth.CodeCanceled,
-	apikeyauth.CodeTooManyFailures,
-	outcomeBadPath, outcomeBadMethod, outcomeUpgradeRefused, outcomeBodyTooLarge,
-	outcomeNoRoute, outcomeMethodNotAllowed, outcomeAuthDisabled,
+// outcomes returns every requests_total outcome, pre-declared so that dashboards see
+// zeros instead of missing series: verify's codes, the middleware's own, the gateway's.
+func outcomes() []string {
+	return append(apikeyauth.VerifyCodes(),
+		apikeyauth.CodeMissing, apikeyauth.CodeRefused, apikeyauth.CodeUnavailable,
+		apikeyauth.CodeCanceled, apikeyauth.CodeTooManyFailures,
+		outcomeBadPath, outcomeBadMethod, outcomeUpgradeRefused, outcomeBodyTooLarge,
+		outcomeNoRoute, outcomeMethodNotAllowed, outcomeAuthDisabled,
+	)
 }
 
 func newMetrics() *metrics {
@@ -55,7 +55,7 @@ func newMetrics() *metrics {
 			Help: "Requests that could not be forwarded to the upstream (answered 502).",
 		}),
 	}
-	for _, o := range outcomes {
+	for _, o := range outcomes() {
 		m.requests.WithLabelValues(o)
 	}
 	m.cacheLookups.WithLabelValues("hit")

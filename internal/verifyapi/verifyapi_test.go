@@ -1,0 +1,96 @@
+package verifyapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// throughJSON sends data the way Vault's API client delivers it: JSON with numbers as
+// json.Number.
+func throughJSON(t *testing.T, data map[string]any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(data)
+	require.NoError(t, err)
+	dec := json.NewDecoder(bytesReader(b))
+	dec.UseNumber()
+	var out map[string]any
+	require.NoError(t, dec.Decode(&out))
+	return out
+}
+
+func TestResponseRoundTrip(t *testing.T) {
+	uses := int64(7)
+	expires := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	cases := []Response{
+		{Code: CodeMalformed},
+		{Code: CodeNotFound},
+		{Valid: true, Code: CodeValid, Key: &Key{KeyID: "0123456789abcdef", Role: "r", Name: "n", Scopes: []string{"a"}, Metadata: map[string]string{"k": "v"}, ExpiresAt: expires, TTL: 90 * time.Second}, RemainingUses: &uses, RateLimit: 2.5},
+		{Code: CodeRateLimited, Key: &Key{KeyID: "0123456789abcdef", ExpiresAt: expires, TTL: time.Second}, RateLimit: 1, RetryAfter: 1500 * time.Millisecond},
+	}
+	for _, want := range cases {
+		t.Run(want.Code, func(t *testing.T) {
+			data := want.Data()
+			got, err := DecodeResponse(throughJSON(t, data))
+			require.NoError(t, err)
+			require.Equal(t, want.Valid, got.Valid)
+			require.Equal(t, want.Code, got.Code)
+			require.Equal(t, want.RemainingUses, got.RemainingUses)
+			require.Equal(t, want.RateLimit, got.RateLimit)
+			if want.Code == CodeRateLimited {
+				require.Equal(t, 2*time.Second, got.RetryAfter, "rounded up to whole seconds")
+			}
+			if want.Key == nil {
+				require.Nil(t, got.Key)
+				require.Equal(t, map[string]any{FieldValid: false, FieldCode: want.Code}, data, "nothing but valid and code")
+				return
+			}
+			require.Equal(t, want.Key.KeyID, got.Key.KeyID)
+			require.Equal(t, want.Key.Scopes, got.Key.Scopes)
+			require.Equal(t, want.Key.Metadata, got.Key.Metadata)
+			require.True(t, want.Key.ExpiresAt.Equal(got.Key.ExpiresAt))
+			require.Equal(t, want.Key.TTL, got.Key.TTL)
+			require.True(t, got.Key.TTLKnown)
+		})
+	}
+}
+
+func TestDecodeResponseRefusesBrokenContracts(t *testing.T) {
+	cases := map[string]map[string]any{
+		"no data":             nil,
+		"no valid":            {FieldCode: CodeValid},
+		"no code":             {FieldValid: false},
+		"valid with refusal":  {FieldValid: true, FieldCode: CodeNotFound},
+		"VALID not valid":     {FieldValid: false, FieldCode: CodeValid},
+		"VALID without key":   {FieldValid: true, FieldCode: CodeValid},
+		"unreadable expiry":   {FieldValid: false, FieldCode: CodeExpired, FieldKeyID: "k", FieldExpiresAt: "soon"},
+		"valid not a boolean": {FieldValid: "true", FieldCode: CodeValid},
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := DecodeResponse(data)
+			require.Error(t, err)
+		})
+	}
+}
+
+func TestRequestData(t *testing.T) {
+	require.Equal(t, map[string]any{FieldAPIKey: "k", FieldCost: 0}, Request{APIKey: "k"}.Data())
+	full := Request{APIKey: "k", Scopes: []string{"a"}, ClientIP: netip.MustParseAddr("10.0.0.1"), Cost: 3, RequestID: "r1"}.Data()
+	require.Equal(t, map[string]any{FieldAPIKey: "k", FieldCost: 3, FieldScopes: []string{"a"}, FieldClientIP: "10.0.0.1", FieldRequestID: "r1"}, full)
+}
+
+func TestCodesAreInCheckOrder(t *testing.T) {
+	codes := Codes()
+	require.Len(t, codes, 9)
+	require.Equal(t, CodeMalformed, codes[0])
+	require.Equal(t, CodeValid, codes[len(codes)-1])
+	codes[0] = "changed"
+	require.Equal(t, CodeMalformed, Codes()[0], "callers get their own copy")
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
