@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/clientaddr"
 )
 
 // Field parsers and validators shared by the paths. Every error names the field and what
@@ -27,23 +29,18 @@ const (
 	minRateLimit     = 1.0 / 86400
 )
 
-// parseCIDRs parses bound_cidrs; a bare address is taken as a single-host block.
+// parseCIDRs parses bound_cidrs (see internal/clientaddr for the forms accepted).
 func parseCIDRs(list []string) ([]netip.Prefix, error) {
 	if len(list) > maxBoundCIDRs {
 		return nil, fmt.Errorf("at most %d blocks are allowed", maxBoundCIDRs)
 	}
 	out := make([]netip.Prefix, 0, len(list))
 	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
+		p, err := clientaddr.ParsePrefix(s)
+		if err != nil {
+			return nil, err
 		}
-		if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-			continue
-		}
-		return nil, fmt.Errorf("%.60q is not a CIDR block or IP address", s)
+		out = append(out, p)
 	}
 	return out, nil
 }

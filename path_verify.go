@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/clientaddr"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
@@ -90,11 +91,11 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	}
 	var clientIP netip.Addr
 	if raw := d.Get(verifyapi.FieldClientIP).(string); raw != "" {
-		ip, err := netip.ParseAddr(strings.TrimSpace(raw))
+		ip, err := clientaddr.ParseAddr(raw)
 		if err != nil {
-			return logical.ErrorResponse("client_ip %.60q is not an IP address", raw), nil
+			return logical.ErrorResponse("client_ip: %s", err), nil
 		}
-		clientIP = ip.Unmap()
+		clientIP = ip
 	}
 	cost := int64(d.Get(verifyapi.FieldCost).(int))
 	if cost < 0 || cost > maxCost {
@@ -158,7 +159,7 @@ func (b *backend) checkKeyState(k *keyEntry, requested []string, clientIP netip.
 		return verifyapi.CodeDisabled
 	case !now.Before(k.validUntil()):
 		return verifyapi.CodeExpired
-	case len(k.boundPrefixes) > 0 && !ipAllowed(k.boundPrefixes, clientIP):
+	case len(k.boundPrefixes) > 0 && !clientaddr.Contains(k.boundPrefixes, clientIP):
 		return verifyapi.CodeForbiddenIP
 	}
 	if _, missing := scopes.Missing(k.Scopes, requested); missing {
@@ -233,18 +234,6 @@ func validRequestID(id string) bool {
 		}
 	}
 	return true
-}
-
-func ipAllowed(allowed []netip.Prefix, ip netip.Addr) bool {
-	if !ip.IsValid() {
-		return false
-	}
-	for _, p := range allowed {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 const verifyHelpSyn = `Check an API key a client presented.`

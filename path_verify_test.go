@@ -429,3 +429,24 @@ func TestVerifyRequestIDIsNotChargedTwice(t *testing.T) {
 	e.mustFail(logical.UpdateOperation, "verify", map[string]interface{}{"api_key": k.key, "request_id": "bad id"}, "request_id must be")
 	e.mustFail(logical.UpdateOperation, "verify", map[string]interface{}{"api_key": k.key, "request_id": strings.Repeat("a", 65)}, "request_id must be")
 }
+
+// TestVerifyAddressFormsAgree: bound_cidrs and client_ip match whatever form each is
+// written in (IPv4-mapped IPv6 networks and addresses are their IPv4 selves), as the
+// middleware's trusted proxies do (internal/clientaddr).
+func TestVerifyAddressFormsAgree(t *testing.T) {
+	cases := []struct{ bound, client, want string }{
+		{"::ffff:10.0.0.0/104", "10.0.0.5", verifyapi.CodeValid},
+		{"10.0.0.0/8", "::ffff:10.0.0.5", verifyapi.CodeValid},
+		{"::ffff:10.0.0.5", "10.0.0.5", verifyapi.CodeValid},
+		{"fe80::1", "fe80::1%eth0", verifyapi.CodeValid},
+		{"::ffff:10.0.0.0/104", "11.0.0.5", verifyapi.CodeForbiddenIP},
+	}
+	for _, tc := range cases {
+		t.Run(tc.bound+" "+tc.client, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.writeRole("svc", map[string]interface{}{"bound_cidrs": tc.bound})
+			k := e.issue("svc", nil)
+			require.Equal(t, tc.want, e.verify(map[string]interface{}{"api_key": k.key, "client_ip": tc.client})["code"])
+		})
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/clientaddr"
 )
 
 // ClientIP returns the address of the client of r as the middleware sends it to verify:
@@ -19,25 +21,16 @@ func ClientIPFor(r *http.Request, trustedProxies []netip.Prefix) netip.Addr {
 	trusted := make([]netip.Prefix, 0, len(trustedProxies))
 	for _, p := range trustedProxies {
 		if p.IsValid() {
-			trusted = append(trusted, unmapPrefix(p))
+			trusted = append(trusted, clientaddr.NormalizePrefix(p))
 		}
 	}
 	return clientIP(r, trusted)
 }
 
-// unmapPrefix: peer addresses are unmapped before matching, so the networks must be too.
-func unmapPrefix(p netip.Prefix) netip.Prefix {
-	bits := p.Bits()
-	if p.Addr().Is4In6() {
-		bits = max(bits-96, 0)
-	}
-	return netip.PrefixFrom(p.Addr().Unmap(), bits).Masked()
-}
-
 // clientIP implements ClientIP for trusted networks that are valid and unmapped.
 func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	peer := parseHostAddr(r.RemoteAddr)
-	if !peer.IsValid() || !isTrustedProxy(trusted, peer) {
+	peer := clientaddr.ParseRemoteAddr(r.RemoteAddr)
+	if !peer.IsValid() || !clientaddr.Contains(trusted, peer) {
 		return peer
 	}
 	hops := forwardedHops(r.Header.Values("X-Forwarded-For"))
@@ -52,22 +45,13 @@ func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 			// not guess, and let verify refuse keys bound to CIDRs.
 			return netip.Addr{}
 		}
-		if !isTrustedProxy(trusted, hop) {
+		if !clientaddr.Contains(trusted, hop) {
 			return hop
 		}
 		leftmost = hop
 	}
 	// Every hop is a trusted proxy: the farthest one is the closest we know to the client.
 	return leftmost
-}
-
-func isTrustedProxy(trusted []netip.Prefix, a netip.Addr) bool {
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // forwardedHops splits all X-Forwarded-For lines, in order, into their entries.
@@ -81,18 +65,6 @@ func forwardedHops(lines []string) []string {
 	return hops
 }
 
-// parseHostAddr parses a RemoteAddr ("ip:port", "[ip6]:port" or a bare ip). IPv4-mapped
-// IPv6 addresses become IPv4 and zones are dropped, so that they match plain networks.
-func parseHostAddr(s string) netip.Addr {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap().WithZone("")
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap().WithZone("")
-	}
-	return netip.Addr{}
-}
-
 // parseForwardedAddr parses one X-Forwarded-For entry; some proxies add a port or
 // bracket IPv6 addresses. Zones are refused: they name an interface of the proxy.
 func parseForwardedAddr(s string) netip.Addr {
@@ -102,5 +74,5 @@ func parseForwardedAddr(s string) netip.Addr {
 	if strings.Contains(s, "%") {
 		return netip.Addr{}
 	}
-	return parseHostAddr(s)
+	return clientaddr.ParseRemoteAddr(s)
 }

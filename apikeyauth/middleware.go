@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/clientaddr"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/lru"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
@@ -180,7 +181,7 @@ func New(cfg Config) (*Middleware, error) {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("trusted proxy network %v is not valid", p)
 		}
-		m.trusted = append(m.trusted, unmapPrefix(p))
+		m.trusted = append(m.trusted, clientaddr.NormalizePrefix(p))
 	}
 	if cfg.CacheSize >= 0 {
 		m.cache = lru.New[cacheKey, cacheEntry](intOrDefault(cfg.CacheSize, DefaultCacheSize))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/clientaddr"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
 )
 
@@ -252,23 +253,7 @@ func parseUpstream(raw string) (*url.URL, error) {
 // parsePrefixes parses a comma-separated list of CIDRs; a bare address is a network of
 // that one address.
 func parsePrefixes(raw string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, item := range strings.Split(raw, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		if p, err := netip.ParsePrefix(item); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(item)
-		if err != nil {
-			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", item)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
+	return clientaddr.ParsePrefixes(strings.Split(raw, ","))
 }
 
 // fileConfig is the -config file.

@@ -88,7 +88,7 @@ func TestOptionsErrors(t *testing.T) {
 		{name: "bad flag", args: []string{"-upstream", up, "-cache-ttl", "soon"}, wantErr: "invalid value"},
 		{name: "unknown flag", args: []string{"-upstream", up, "-nope"}, wantErr: "not defined"},
 		{name: "stray argument", args: []string{"-upstream", up, "extra"}, wantErr: "unexpected arguments"},
-		{name: "bad trusted proxy", args: []string{"-upstream", up, "-trusted-proxies", "10.0.0.0/8,example.com"}, wantErr: "neither a CIDR nor an IP"},
+		{name: "bad trusted proxy", args: []string{"-upstream", up, "-trusted-proxies", "10.0.0.0/8,example.com"}, wantErr: "is not a CIDR block or IP address"},
 		{name: "bad log level", args: []string{"-upstream", up, "-log-level", "loud"}, wantErr: "-log-level"},
 		{name: "empty mount", args: []string{"-upstream", up, "-mount", "/"}, wantErr: "-mount must not be empty"},
 		{name: "authorization as key header", args: []string{"-upstream", up, "-api-key-header", "authorization"}, wantErr: "not a usable header name"},
