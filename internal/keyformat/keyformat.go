@@ -4,7 +4,8 @@
 //
 // The body is base62 only, so a key is safe in headers, URLs and shells and selects with
 // one double click. The key_id is the key's public handle (storage key, audit, inventory);
-// the secret part carries at least 256 bits from crypto/rand; the checksum is a CRC32 of
+// the secret part carries at least 256 bits from crypto/rand (the key_id is random too,
+// or derived from a secret seed, see KeyIDFromSeed); the checksum is a CRC32 of
 // everything before it (GitHub-token style) so typos and truncated keys are rejected
 // without any storage access.
 package keyformat
@@ -23,8 +24,8 @@ import (
 const (
 	alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-	// KeyIDLen base62 characters give ~95 bits: unique enough that a collision check on
-	// issue practically never retries.
+	// KeyIDLen base62 characters give ~95 bits: among a billion keys the chance that any
+	// two share a key_id is about 1e-11, so issue does not check for one.
 	KeyIDLen = 16
 	// SecretLen base62 characters give 43*log2(62) ≈ 256.03 bits.
 	SecretLen = 43
