@@ -4,7 +4,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/vaulttest"
 )
 
 // Cluster is a Vault HA cluster with integrated storage (raft) on loopback: every node
@@ -48,15 +49,10 @@ func StartCluster(t *testing.T, n int) *Cluster {
 	began := time.Now()
 	for i := 0; i < n; i++ {
 		s := newServer(t, false)
-		s.DataDir = filepath.Join(s.Dir, "raft")
-		require.NoError(t, os.MkdirAll(s.DataDir, 0o700))
-		s.ConfigPath = filepath.Join(s.Dir, "vault.hcl")
-		s.InitPath = filepath.Join(s.Dir, "init.json")
 		// Hold every node's ports until the configs naming them are written and the
-		// node starts, so that freePortPair does not hand out one twice.
-		s.port, s.clusterPort = freePortPair(t)
-		s.Addr = fmt.Sprintf("http://127.0.0.1:%d", s.port)
-		s.holdPorts()
+		// node starts, so that PickPorts does not hand out one twice.
+		require.NoError(t, s.PickPorts())
+		s.HoldPorts()
 		c.Nodes = append(c.Nodes, s)
 	}
 	for i, s := range c.Nodes {
@@ -67,22 +63,13 @@ func StartCluster(t *testing.T, n int) *Cluster {
 	}
 
 	// Initialise node 0 and make it the active node.
+	// (Init checks that there is one unseal key and a root token.)
 	first := c.Nodes[0]
-	out, err := first.CLI("", "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json")
-	require.NoError(t, err, "vault operator init")
-	var init struct {
-		UnsealKeysB64 []string `json:"unseal_keys_b64"`
-		RootToken     string   `json:"root_token"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(out), &init), "init output: %s", out)
-	require.Len(t, init.UnsealKeysB64, 1)
-	require.NotEmpty(t, init.RootToken)
-	c.RootToken, c.UnsealKey = init.RootToken, init.UnsealKeysB64[0]
-	for _, s := range c.Nodes {
-		require.NoError(t, os.WriteFile(s.InitPath, []byte(out), 0o600))
-		s.RootToken = c.RootToken
-		s.UnsealKey = c.UnsealKey
-		s.newClient(t)
+	out, err := first.Init(context.Background())
+	require.NoError(t, err)
+	c.RootToken, c.UnsealKey = first.RootToken, first.UnsealKey
+	for _, s := range c.Nodes[1:] {
+		require.NoError(t, s.SetInit(out))
 	}
 	first.Unseal(t)
 	t.Logf("cluster: node0 initialised and active after %s", time.Since(began).Round(time.Millisecond))
@@ -116,7 +103,7 @@ func StartCluster(t *testing.T, n int) *Cluster {
 	// Registered once, on the active node: the catalog is replicated, so every node
 	// must have the very same binary (same sha256) in its own plugin directory.
 	for _, s := range c.Nodes {
-		sum, err := fileSHA256(filepath.Join(s.PluginDir, pluginName))
+		sum, err := vaulttest.FileSHA256(filepath.Join(s.PluginDir, pluginName))
 		require.NoError(t, err)
 		require.Equal(t, pluginSHA256, sum, "plugin binary of %s", s.Addr)
 	}
@@ -133,17 +120,14 @@ func (c *Cluster) nodeConfig(i int) string {
 			fmt.Fprintf(&storageExtra, "  retry_join {\n    leader_api_addr = %q\n  }\n", o.Addr)
 		}
 	}
-	return c.Nodes[i].raftConfigWith(fmt.Sprintf("node%d", i), storageExtra.String())
+	return c.Nodes[i].RaftConfig(fmt.Sprintf("node%d", i), storageExtra.String())
 }
 
 // startNode starts s with its config on its (held) ports and waits until it answers
 // health with ok.
 func (c *Cluster) startNode(t *testing.T, s *Server, ok func(*api.HealthResponse) bool) {
 	t.Helper()
-	s.releasePorts()
-	s.start(t, "server", "-config="+s.ConfigPath)
-	if err := s.waitReady(ok); err != nil {
-		s.dumpLog(t)
+	if err := s.StartWithConfig(context.Background(), ok); err != nil {
 		t.Fatalf("vault node %s did not start: %v", s.Addr, err)
 	}
 }
@@ -182,7 +166,7 @@ func (c *Cluster) unsealNode(s *Server, joining bool) error {
 			break
 		}
 		if joining {
-			n := strings.Count(s.logSinceStart(), joinWaitMsg)
+			n := strings.Count(s.LogSinceStart(), joinWaitMsg)
 			if !st.Initialized || n == 0 || n <= submittedAt {
 				last = fmt.Errorf("%s: waiting for retry_join to fetch the challenge (initialized=%v, %d waits logged)", s.Addr, st.Initialized, n)
 				continue
@@ -210,15 +194,6 @@ func (c *Cluster) unsealNode(s *Server, joining bool) error {
 		}
 	}
 	return fmt.Errorf("node %s not unsealed within %s: %v", s.Addr, startTimeout, last)
-}
-
-// logSinceStart is the server log written since the node's last start.
-func (s *Server) logSinceStart() string {
-	text := s.logText()
-	if i := strings.LastIndex(text, "\n==== "); i >= 0 {
-		return text[i:]
-	}
-	return text
 }
 
 // healthClient is an unauthenticated client for s with a short timeout and no retries,
@@ -308,8 +283,8 @@ func (c *Cluster) Kill(t *testing.T, s *Server) time.Time {
 	c.down[s] = true
 	c.mu.Unlock()
 	killed := time.Now() // SIGKILL goes out right away; kill then waits for the exit
-	s.kill()
-	s.holdPorts()
+	s.Kill()
+	s.HoldPorts()
 	return killed
 }
 

@@ -12,13 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestGatewaySecurity runs bin/apikey-gateway against a real Vault with the plugin and
+// TestGatewaySecurity runs the gateway binary ($GATEWAY_BIN) against a real Vault with the plugin and
 // tries, as a client, what the gateway must not let through: smuggled forwarding
 // headers, paths and methods an upstream could route elsewhere, upgrades, a flood of
 // unknown keys, and metrics on the public listener.
 func TestGatewaySecurity(t *testing.T) {
 	t.Parallel()
-	gatewayBin := buildGateway(t)
 
 	s := Setup(t)
 	verifierToken := s.VerifierToken(t)

@@ -7,13 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,18 +18,19 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/vaulttest"
 )
 
 // gatewayCacheTTL is the gateway's -cache-ttl in this test: the bound on how long a
 // revoked key may still pass.
 const gatewayCacheTTL = 2 * time.Second
 
-// TestGateway runs bin/apikey-gateway (built from this tree) between a client and an
-// upstream service, verifying keys against a real Vault with the plugin, with a token
-// that only has the verifier policy.
+// TestGateway runs the gateway binary ($GATEWAY_BIN) between a client and an upstream
+// service, verifying keys against a real Vault with the plugin, with a token that only
+// has the verifier policy.
 func TestGateway(t *testing.T) {
 	t.Parallel()
-	gatewayBin := buildGateway(t)
 
 	s := Setup(t)
 	root := s.RootToken
@@ -159,17 +157,17 @@ func TestGateway(t *testing.T) {
 	})
 
 	t.Run("SIGTERM shuts down cleanly", func(t *testing.T) {
-		require.NoError(t, gw.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, gw.Signal(syscall.SIGTERM))
 		select {
-		case <-gw.exited:
+		case <-gw.Exited():
 		case <-time.After(20 * time.Second):
 			t.Fatal("gateway did not exit within 20s of SIGTERM")
 		}
-		require.Equal(t, 0, gw.cmd.ProcessState.ExitCode(), "exit status")
+		require.Equal(t, 0, gw.ExitCode(), "exit status")
 	})
 
 	t.Run("the gateway log never contains a key", func(t *testing.T) {
-		b, err := os.ReadFile(gw.logPath)
+		b, err := os.ReadFile(gw.LogPath)
 		require.NoError(t, err)
 		log := string(b)
 		require.Contains(t, log, key.KeyID, "the access log names key_ids")
@@ -184,107 +182,37 @@ func requireNoGatewayKeyLeak(t *testing.T, text string, keys []string) {
 	}
 }
 
-// buildGateway compiles ../cmd/apikey-gateway into a temporary directory.
-func buildGateway(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "apikey-gateway")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/apikey-gateway")
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build ./cmd/apikey-gateway:\n%s", out)
-	return bin
-}
-
+// gatewayProcess is a gateway started by a test, with a client for its listeners.
 type gatewayProcess struct {
-	addr        string // http://127.0.0.1:port
-	metricsAddr string // http://127.0.0.1:port of -metrics-listen
-	cmd         *exec.Cmd
-	exited      chan struct{}
-	logPath     string
-	client      *http.Client
+	*vaulttest.Gateway
+	client *http.Client
 }
 
-// startGateway runs the gateway on a free port, with its metrics listener on another,
-// against the Vault at vaultAddr with token, and waits until /healthz answers. It is
-// killed in t.Cleanup if still running.
+// startGateway runs the gateway binary bin on a free port, with its metrics listener on
+// another, against the Vault at vaultAddr with token (no client retries: the test sees
+// the gateway's own handling of a failing Vault), and waits until /healthz answers. It
+// is killed in t.Cleanup if still running; a failed test gets its log.
 func startGateway(t *testing.T, bin, vaultAddr, token string, args ...string) *gatewayProcess {
 	t.Helper()
-	dir := t.TempDir()
-	g := &gatewayProcess{logPath: filepath.Join(dir, "gateway.log"), client: &http.Client{Timeout: 30 * time.Second}}
-	logF, err := os.OpenFile(g.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = logF.Close() })
-
-	env := []string{"VAULT_ADDR=" + vaultAddr, "VAULT_TOKEN=" + token, "VAULT_MAX_RETRIES=0"}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "APIKEY_GATEWAY_") {
-			env = append(env, kv)
+	gw, err := vaulttest.StartGateway(context.Background(), vaulttest.GatewayOptions{
+		Bin:             bin,
+		Dir:             t.TempDir(),
+		VaultAddr:       vaultAddr,
+		VaultToken:      token,
+		Env:             []string{"VAULT_MAX_RETRIES=0"},
+		Args:            args,
+		MetricsListener: true,
+		Cleaner:         t,
+	})
+	require.NoError(t, err, "gateway did not start")
+	// Registered after the gateway's kill, so it runs before it; a failed test no longer
+	// sends requests, so the log is complete.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("---- gateway log %s ----\n%s---- end of gateway log ----", gw.LogPath, gw.LogText())
 		}
-	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port, metricsPort := freeGatewayPort(t), freeGatewayPort(t)
-		g.addr = "http://127.0.0.1:" + strconv.Itoa(port)
-		g.metricsAddr = "http://127.0.0.1:" + strconv.Itoa(metricsPort)
-		cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:" + strconv.Itoa(port),
-			"-metrics-listen", "127.0.0.1:" + strconv.Itoa(metricsPort)}, args...)...)
-		cmd.Env = env
-		cmd.Stdout = logF
-		cmd.Stderr = logF
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		require.NoError(t, cmd.Start())
-		exited := make(chan struct{})
-		go func() {
-			_ = cmd.Wait()
-			close(exited)
-		}()
-		g.cmd, g.exited = cmd, exited
-		t.Cleanup(func() {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-			if t.Failed() {
-				b, _ := os.ReadFile(g.logPath)
-				t.Logf("---- gateway log %s ----\n%s---- end of gateway log ----", g.logPath, b)
-			}
-		})
-		if lastErr = g.waitHealthy(); lastErr == nil {
-			return g
-		}
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-		b, _ := os.ReadFile(g.logPath)
-		if !strings.Contains(string(b), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("gateway did not start: %v", lastErr)
-	return nil
-}
-
-func (g *gatewayProcess) waitHealthy() error {
-	deadline := time.Now().Add(30 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-g.exited:
-			return fmt.Errorf("gateway exited during start-up (%s)", g.cmd.ProcessState)
-		default:
-		}
-		resp, err := g.client.Get(g.addr + "/healthz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("healthz answered %d", resp.StatusCode)
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("not healthy after 30s: %v", last)
+	})
+	return &gatewayProcess{Gateway: gw, client: &http.Client{Timeout: 30 * time.Second}}
 }
 
 type gatewayResponse struct {
@@ -312,12 +240,12 @@ func (g *gatewayProcess) get(t *testing.T, path string, h http.Header) gatewayRe
 // metrics reads /metrics from the metrics listener.
 func (g *gatewayProcess) metrics(t *testing.T) gatewayResponse {
 	t.Helper()
-	return g.request(t, http.MethodGet, g.metricsAddr+"/metrics", nil)
+	return g.request(t, http.MethodGet, g.MetricsAddr+"/metrics", nil)
 }
 
 func (g *gatewayProcess) do(t *testing.T, method, path string, h http.Header) gatewayResponse {
 	t.Helper()
-	return g.request(t, method, g.addr+path, h)
+	return g.request(t, method, g.Addr+path, h)
 }
 
 func (g *gatewayProcess) request(t *testing.T, method, url string, h http.Header) gatewayResponse {
@@ -367,12 +295,4 @@ func (u *recordingUpstream) count() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return len(u.seen)
-}
-
-func freeGatewayPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -41,6 +41,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	apikey "github.com/vault-apikey/vault-plugin-secrets-apikey"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/vaulttest"
 )
 
 type config struct {
@@ -67,7 +70,7 @@ func parseFlags() config {
 	flag.StringVar(&c.vaultBin, "vault", "", "Vault server binary (default: $VAULT_BIN, else what scripts/vault-bin.sh prints)")
 	flag.StringVar(&c.pluginBin, "plugin", "bin/vault-plugin-secrets-apikey", "plugin binary (make build)")
 	flag.StringVar(&c.gatewayBin, "gateway", "bin/apikey-gateway", "apikey-gateway binary; empty or missing: the gateway rows are skipped")
-	flag.StringVar(&c.pluginVersion, "plugin-version", "", "version to register the plugin with (default: from version.go, else v0.1.0)")
+	flag.StringVar(&c.pluginVersion, "plugin-version", "", "version to register the plugin with (default: "+apikey.Version+", the version compiled into this harness, which a make build plugin reports)")
 	flag.StringVar(&c.mount, "mount", "apikey", "mount path of the engine")
 	flag.StringVar(&c.role, "role", "bench", "role to issue keys from")
 	flag.IntVar(&c.conc, "c", 8, "concurrent requests (one keep-alive connection each)")
@@ -115,11 +118,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "\nload: interrupted; stopping Vault and the gateways (again to force)")
 		cancel()
 		<-sigs
-		killAllNow()
+		cleanups.KillNow()
 		os.Exit(130)
 	}()
 	err := run(ctx, cfg)
-	runCleanups()
+	cleanups.Run()
 	select {
 	case <-interrupted:
 		os.Exit(130)
@@ -236,7 +239,7 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	atCleanup(func() {
+	cleanups.Cleanup(func() {
 		if cfg.keepDir {
 			logf("kept %s", workDir)
 			return
@@ -244,27 +247,31 @@ func run(ctx context.Context, cfg config) error {
 		_ = os.RemoveAll(workDir)
 	})
 
+	plugin, err := vaulttest.NewSecretsPlugin(vaulttest.PluginName, cfg.pluginBin, cfg.pluginVersion)
+	if err != nil {
+		return err
+	}
 	logf("starting Vault dev server (%s)", cfg.vaultBin)
-	vs, err := startVault(ctx, cfg.vaultBin, cfg.pluginBin, workDir)
+	vs, err := startVault(ctx, cfg.vaultBin, workDir, plugin)
 	if err != nil {
 		return err
 	}
 	// The verify cache must hold every key issued (the large row's, the creds row's), so
 	// that every verify is a warm one.
 	cacheSize := min(10_000_000, 2*cfg.keys+100_000)
-	if err := vs.setup(ctx, cfg.pluginBin, cfg.pluginVersion, cfg.mount, cfg.role, cfg.ttl, cacheSize); err != nil {
-		return fmt.Errorf("%w; last lines of the Vault log:\n%s", err, vs.proc.logTail(20))
+	if err := vs.setup(ctx, plugin, cfg.mount, cfg.role, cfg.ttl, cacheSize); err != nil {
+		return fmt.Errorf("%w; last lines of the Vault log:\n%s", err, vs.LogTail(20))
 	}
 	verifierTok, err := vs.verifierToken(ctx)
 	if err != nil {
 		return fmt.Errorf("creating a verifier token: %w", err)
 	}
-	logf("Vault v%s at %s, plugin %s enabled at %s/ (cache_size %d)", strings.TrimPrefix(vs.version, "v"), vs.addr, cfg.pluginVersion, cfg.mount, cacheSize)
+	logf("Vault v%s at %s, plugin %s enabled at %s/ (cache_size %d)", strings.TrimPrefix(vs.Version, "v"), vs.Addr, cfg.pluginVersion, cfg.mount, cacheSize)
 
-	rep := &report{facts: machineFacts(vs.version, cfg.pluginVersion, cfg)}
+	rep := &report{facts: machineFacts(vs.Version, cfg.pluginVersion, cfg)}
 	ld := &loader{client: newHTTPClient(cfg.conc), conc: cfg.conc, warmup: cfg.warmup, dur: cfg.dur, rounds: cfg.rounds}
-	vaultHeader := http.Header{"X-Vault-Token": {vs.rootToken}, "Content-Type": {"application/json"}}
-	api := func(path string) string { return vs.addr + "/v1/" + path }
+	vaultHeader := http.Header{"X-Vault-Token": {vs.RootToken}, "Content-Type": {"application/json"}}
+	api := func(path string) string { return vs.Addr + "/v1/" + path }
 	verifyReq := func(keys ...string) request {
 		bodies := make([][]byte, len(keys))
 		for i, k := range keys {
@@ -416,13 +423,13 @@ func gatewayRows(ctx context.Context, cfg config, workDir string, vs *vaultServe
 	if err != nil {
 		return nil, nil, err
 	}
-	pOn, onURL, errOn := startGateway(ctx, cfg.gatewayBin, "gateway-auth-on", workDir, upstream, cfg.mount, true, vs, verifierTok)
-	if pOn != nil {
-		defer pOn.stop()
+	gwOn, errOn := startGateway(ctx, cfg.gatewayBin, "gateway-auth-on", workDir, upstream, cfg.mount, true, vs, verifierTok)
+	if gwOn != nil {
+		defer stopGateway(gwOn)
 	}
-	pOff, offURL, errOff := startGateway(ctx, cfg.gatewayBin, "gateway-auth-off", workDir, upstream, cfg.mount, false, vs, "")
-	if pOff != nil {
-		defer pOff.stop()
+	gwOff, errOff := startGateway(ctx, cfg.gatewayBin, "gateway-auth-off", workDir, upstream, cfg.mount, false, vs, "")
+	if gwOff != nil {
+		defer stopGateway(gwOff)
 	}
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
@@ -433,6 +440,7 @@ func gatewayRows(ctx context.Context, cfg config, workDir string, vs *vaultServe
 		logf("%s", note)
 		return on, off, nil
 	}
+	onURL, offURL := gwOn.Addr, gwOff.Addr
 	l := &loader{client: newHTTPClient(cfg.conc), conc: cfg.conc, warmup: cfg.warmup, dur: cfg.dur, rounds: cfg.rounds}
 	// Auth really is on: a request without a key is refused.
 	var refusal string
@@ -500,7 +508,7 @@ func resolveBinaries(cfg *config) error {
 		}
 	}
 	if cfg.pluginVersion == "" {
-		cfg.pluginVersion = pluginVersionFrom("version.go", "v0.1.0")
+		cfg.pluginVersion = apikey.Version
 	}
 	return nil
 }

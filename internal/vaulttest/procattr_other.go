@@ -1,10 +1,10 @@
 //go:build unix && !linux
 
-package main
+package vaulttest
 
 import "syscall"
 
-// procAttr puts a child in its own process group.
+// procAttr puts a child in a process group of its own (Pdeathsig is Linux-only).
 func procAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
