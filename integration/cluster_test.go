@@ -136,6 +136,9 @@ func (c *Cluster) startNode(t *testing.T, s *Server, ok func(*api.HealthResponse
 // fetched the leader's challenge and waits for the unseal key.
 const joinWaitMsg = "waiting for unseal keys to be supplied"
 
+// joinedMsg is what a node logs when its join completed.
+const joinedMsg = "successfully joined the raft cluster"
+
 // unsealNode unseals s with the shared unseal key and waits until it is unsealed and
 // part of the cluster. A node that is joining (joining=true, its first start) takes the
 // key only after retry_join has fetched the leader's challenge: Vault 1.21 has a short
@@ -154,7 +157,8 @@ func (c *Cluster) unsealNode(s *Server, joining bool) error {
 	}
 	cl.ClearToken()
 	deadline := time.Now().Add(startTimeout)
-	submittedAt := 0 // waiting-for-key messages seen when the key was last submitted
+	submittedAt := 0    // waiting-for-key messages seen when the key was last submitted
+	submittedJoins := 0 // completed joins seen when the key was last submitted
 	var last error
 	for ; time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		st, err := cl.Sys().SealStatus()
@@ -166,12 +170,16 @@ func (c *Cluster) unsealNode(s *Server, joining bool) error {
 			break
 		}
 		if joining {
-			n := strings.Count(s.LogSinceStart(), joinWaitMsg)
-			if !st.Initialized || n == 0 || n <= submittedAt {
+			// A key submitted while the join was still running may be dropped when it
+			// completes; the node then logs no more waits, so a completed join since the
+			// last submission allows one more.
+			log := s.LogSinceStart()
+			n, joins := strings.Count(log, joinWaitMsg), strings.Count(log, joinedMsg)
+			if !st.Initialized || n == 0 || (n <= submittedAt && joins <= submittedJoins) {
 				last = fmt.Errorf("%s: waiting for retry_join to fetch the challenge (initialized=%v, %d waits logged)", s.Addr, st.Initialized, n)
 				continue
 			}
-			submittedAt = n
+			submittedAt, submittedJoins = n, joins
 		}
 		st, err = cl.Sys().Unseal(c.UnsealKey)
 		switch {

@@ -1,11 +1,18 @@
 // Command vault-plugin-secrets-apikey serves the apikey secrets engine to Vault.
+//
+// Run by hand with -version it prints the version it reports to Vault as RunningVersion
+// (the one `make release` stamped) and exits, so that an operator can tell which version
+// a binary is before registering it.
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/plugin"
 
 	apikey "github.com/vault-apikey/vault-plugin-secrets-apikey"
@@ -14,8 +21,18 @@ import (
 func main() {
 	apiClientMeta := &api.PluginAPIClientMeta{}
 	flags := apiClientMeta.FlagSet()
+	// Vault never passes -version: it starts plugins with the catalog's arguments only.
+	printVersion := flags.Bool("version", false, "print the version reported to Vault and exit")
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		fatal(err)
+	}
+	if *printVersion {
+		v, err := runningVersion(context.Background())
+		if err != nil {
+			fatal(err)
+		}
+		fmt.Println(v)
+		return
 	}
 
 	// ServeMultiplex: one plugin process serves every mount of this plugin.
@@ -26,6 +43,25 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
+}
+
+// runningVersion builds a backend with the same factory Vault calls and asks it for the
+// version it reports, rather than printing apikey.Version: what matters to an operator is
+// what Vault will see.
+func runningVersion(ctx context.Context) (string, error) {
+	b, err := apikey.Factory(ctx, &logical.BackendConfig{
+		Logger:      hclog.NewNullLogger(),
+		System:      logical.StaticSystemView{},
+		StorageView: &logical.InmemStorage{},
+	})
+	if err != nil {
+		return "", err
+	}
+	versioner, ok := b.(logical.PluginVersioner)
+	if !ok {
+		return "", fmt.Errorf("the backend reports no version to Vault")
+	}
+	return versioner.PluginVersion().Version, nil
 }
 
 func fatal(err error) {
