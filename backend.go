@@ -5,6 +5,7 @@ package apikey
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"regexp"
 	"strings"
@@ -182,32 +183,48 @@ var keyShaped = regexp.MustCompile(`[a-z][a-z0-9]{1,9}_[0-9A-Za-z]{12,}`)
 
 func redactKeys(s string) string { return keyShaped.ReplaceAllString(s, "[redacted]") }
 
+// oversized reports whether value, with everything nested in it, holds more than
+// maxFieldBytes of strings, map keys and numbers.
 func oversized(value interface{}) bool {
+	budget := maxFieldBytes
+	return !fitsIn(value, &budget)
+}
+
+// fitsIn subtracts value's size from budget and reports whether it stayed >= 0. It
+// stops as soon as the budget is spent, so a huge value costs no more than a small one.
+func fitsIn(value interface{}, budget *int) bool {
 	switch v := value.(type) {
 	case string:
-		return len(v) > maxFieldBytes
+		*budget -= len(v)
+	case json.Number:
+		*budget -= len(v)
 	case []interface{}:
-		total := 0
 		for _, item := range v {
-			s, _ := item.(string)
-			total += len(s)
+			if !fitsIn(item, budget) {
+				return false
+			}
 		}
-		return total > maxFieldBytes
 	case []string:
-		total := 0
-		for _, s := range v {
-			total += len(s)
+		for _, item := range v {
+			if *budget -= len(item); *budget < 0 {
+				return false
+			}
 		}
-		return total > maxFieldBytes
 	case map[string]interface{}:
-		total := 0
 		for k, item := range v {
-			s, _ := item.(string)
-			total += len(k) + len(s)
+			*budget -= len(k)
+			if !fitsIn(item, budget) {
+				return false
+			}
 		}
-		return total > maxFieldBytes
+	case map[string]string:
+		for k, item := range v {
+			if *budget -= len(k) + len(item); *budget < 0 {
+				return false
+			}
+		}
 	}
-	return false
+	return *budget >= 0
 }
 
 // invalidate is called on nodes that did not make a storage write themselves (replication,

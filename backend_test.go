@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -294,4 +295,25 @@ func TestEveryOperationDocumentsItsResponse(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, operations, 14)
+}
+
+// TestNestedValuesAreSizeChecked: lists of lists and maps of lists count too, so no
+// shape of input gets a megabyte echoed back in an error.
+func TestNestedValuesAreSizeChecked(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	huge := strings.Repeat("b", 1<<20)
+	for name, data := range map[string]map[string]interface{}{
+		"list of lists": {"name": []interface{}{[]interface{}{huge}}},
+		"map of lists":  {"metadata": map[string]interface{}{"a": []interface{}{huge}}},
+		"long number":   {"ttl": json.Number(strings.Repeat("1", maxFieldBytes+1))},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "creds/svc", Data: data, Storage: e.storage})
+			require.NoError(t, err)
+			require.True(t, resp.IsError())
+			require.Contains(t, resp.Data["error"], "value is too long")
+			require.Less(t, len(resp.Data["error"].(string)), 200)
+		})
+	}
 }

@@ -15,12 +15,16 @@ import (
 // HMAC, never the key. Restrictions are copied from the role at issue time so that a key
 // verifies and revokes without its role.
 type keyEntry struct {
-	KeyID          string            `json:"key_id"`
-	Hash           []byte            `json:"hash"`
-	Role           string            `json:"role"`
-	Name           string            `json:"name"`
-	Scopes         []string          `json:"scopes"`
-	Metadata       map[string]string `json:"metadata"`
+	KeyID    string            `json:"key_id"`
+	Hash     []byte            `json:"hash"`
+	Role     string            `json:"role"`
+	Name     string            `json:"name"`
+	Scopes   []string          `json:"scopes"`
+	Metadata map[string]string `json:"metadata"`
+	// IssueMetadata are the pairs the issuer (or later an operator) added to the role's;
+	// a rotation merges them with the role's metadata of that time, the role's winning.
+	// Always stored (empty when none), so nil marks a record from before it existed.
+	IssueMetadata  map[string]string `json:"issue_metadata"`
 	BoundCIDRs     []string          `json:"bound_cidrs,omitempty"`
 	RateLimit      float64           `json:"rate_limit,omitempty"`
 	RateLimitBurst int               `json:"rate_limit_burst,omitempty"`

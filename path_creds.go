@@ -75,6 +75,8 @@ type issueRequest struct {
 	ttl      time.Duration
 	name     string
 	metadata map[string]string
+	// issueMetadata are the pairs added to the role's (part of metadata).
+	issueMetadata map[string]string
 	// useCount and lastUsedAt carry a rotated key's spent uses over to its replacement,
 	// so that rotation never restarts max_uses.
 	useCount   int64
@@ -117,7 +119,8 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		}
 	}
 	if v, ok := d.GetOk("metadata"); ok {
-		if issue.metadata, err = mergeMetadata(r.Metadata, v.(map[string]string)); err != nil {
+		issue.issueMetadata = v.(map[string]string)
+		if issue.metadata, err = mergeMetadata(r.Metadata, issue.issueMetadata); err != nil {
 			return logical.ErrorResponse("metadata: %s", err), nil
 		}
 	}
@@ -196,6 +199,7 @@ func (b *backend) newIssuedKey(ctx context.Context, req *logical.Request, issue 
 		Name:           issue.name,
 		Scopes:         nonNilStrings(issue.scopes),
 		Metadata:       nonNilMap(issue.metadata),
+		IssueMetadata:  nonNilMap(issue.issueMetadata),
 		BoundCIDRs:     issue.role.BoundCIDRs,
 		RateLimit:      issue.role.RateLimit,
 		RateLimitBurst: issue.role.RateLimitBurst,
@@ -220,9 +224,14 @@ func newKey(secret []byte, prefix, requestID string) (key, keyID string, err err
 	if requestID == "" {
 		return keyformat.Generate(prefix)
 	}
-	keyID = keyformat.KeyIDFromSeed(keyHash(secret, "key_id\x00"+requestID))
+	keyID = requestKeyID(secret, requestID)
 	key, err = keyformat.GenerateWithKeyID(prefix, keyID)
 	return key, keyID, err
+}
+
+// requestKeyID is the key_id a key issued by Vault request requestID gets.
+func requestKeyID(secret []byte, requestID string) string {
+	return keyformat.KeyIDFromSeed(keyHash(secret, "key_id\x00"+requestID))
 }
 
 // leaseResponse is the one response that carries the key.

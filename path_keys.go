@@ -191,6 +191,8 @@ func (b *backend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *fr
 	}
 	if v, ok := d.GetOk("metadata"); ok {
 		next.Metadata = nonNilMap(v.(map[string]string))
+		// The operator's pairs replace the issuer's; a rotation still lets the role's win.
+		next.IssueMetadata = next.Metadata
 		if err := validateMetadata(next.Metadata); err != nil {
 			return logical.ErrorResponse("metadata: %s", err), nil
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,6 +90,11 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 		if err != nil {
 			return nil, err
 		}
+		if !rolledBack {
+			if rolledBack, err = b.rollBackUndeliveredRotation(ctx, req, old); err != nil {
+				return nil, err
+			}
+		}
 		if rolledBack {
 			if old, err = b.storageKeyEntry(ctx, req.Storage, id); err != nil {
 				return nil, err
@@ -122,18 +129,40 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	return resp, nil
 }
 
+// rollBackUndeliveredRotation undoes a completed rotation of old by this very request:
+// Vault sends a request again, with the same id, only when the plugin died while
+// handling it, so the first attempt's answer, and its key, reached nobody. The
+// replacement's key_id, derived from the request id, tells that it was this request.
+func (b *backend) rollBackUndeliveredRotation(ctx context.Context, req *logical.Request, old *keyEntry) (bool, error) {
+	if old.ReplacedBy == "" || old.RotationToken == "" || req.ID == "" {
+		return false, nil
+	}
+	secret, err := b.getMountSecret(ctx, req.Storage)
+	if err != nil || secret == nil {
+		return false, err
+	}
+	if old.ReplacedBy != requestKeyID(secret, req.ID) {
+		return false, nil
+	}
+	return true, b.undoRotation(ctx, req.Storage, rotationWAL{OldKeyID: old.KeyID, NewKeyID: old.ReplacedBy, Token: old.RotationToken})
+}
+
 // newReplacement builds the replacement for old from role r; it stores nothing.
 func (b *backend) newReplacement(ctx context.Context, req *logical.Request, r *role, old *keyEntry) (*issuedKey, *logical.Response, error) {
 	useCount, lastUsed := old.UseCount, old.LastUsedAt
 	if count, last, ok := b.usage.Peek(old.KeyID); ok {
 		useCount, lastUsed = count, last
 	}
+	metadata, added, dropped := rotationMetadata(r.Metadata, old)
 	replacement, errResp, err := b.newIssuedKey(ctx, req, issueRequest{
-		roleName: old.Role, role: r, scopes: old.Scopes, ttl: old.TTL, name: old.Name, metadata: old.Metadata,
-		useCount: useCount, lastUsedAt: lastUsed,
+		roleName: old.Role, role: r, scopes: old.Scopes, ttl: old.TTL, name: old.Name,
+		metadata: metadata, issueMetadata: added, useCount: useCount, lastUsedAt: lastUsed,
 	})
 	if errResp != nil || err != nil {
 		return nil, errResp, err
+	}
+	for _, k := range dropped {
+		replacement.warnings = append(replacement.warnings, fmt.Sprintf("metadata %.40q now comes from the role: the key's own value was not kept", k))
 	}
 	token, err := newRotationToken()
 	if err != nil {
@@ -142,6 +171,38 @@ func (b *backend) newReplacement(ctx context.Context, req *logical.Request, r *r
 	replacement.record.RotationToken = token
 	return replacement, nil, nil
 }
+
+// rotationMetadata is a replacement's metadata: the role's pairs of now, which are
+// authoritative as at issue, plus the pairs added to the old key (at issue or by an
+// operator) that do not collide with them; dropped names those that did. A record
+// written before issue-time pairs were kept apart counts all its pairs as added.
+func rotationMetadata(fromRole map[string]string, old *keyEntry) (merged, added map[string]string, dropped []string) {
+	own := old.IssueMetadata
+	if own == nil {
+		own = old.Metadata
+	}
+	merged = maps.Clone(fromRole)
+	if merged == nil {
+		merged = map[string]string{}
+	}
+	for _, k := range slices.Sorted(maps.Keys(own)) {
+		roleValue, set := fromRole[k]
+		switch {
+		case !set:
+			if added == nil {
+				added = map[string]string{}
+			}
+			added[k] = own[k]
+			merged[k] = own[k]
+		case roleValue != own[k]:
+			dropped = append(dropped, k)
+		}
+	}
+	return merged, added, dropped
+}
+
+// rotationCleanupTimeout bounds undoing a rotation that failed before it answered.
+const rotationCleanupTimeout = 30 * time.Second
 
 // writeRotation stores the replacement and retires old, under a WAL entry that is
 // deleted only once both writes landed. On failure it undoes what it wrote. The caller
@@ -153,10 +214,14 @@ func (b *backend) writeRotation(ctx context.Context, s logical.Storage, old, rep
 		return nil, fmt.Errorf("writing rotation WAL entry: %w", err)
 	}
 	abandon := func(cause error) error {
-		if err := b.undoRotation(ctx, s, w); err != nil {
+		// The request's context may be what failed (the client went away, the request
+		// timed out): clean up with one of our own.
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), rotationCleanupTimeout)
+		defer cancel()
+		if err := b.undoRotation(cleanup, s, w); err != nil {
 			return errors.Join(cause, err) // the periodic rollback finishes it
 		}
-		return errors.Join(cause, framework.DeleteWAL(ctx, s, walID))
+		return errors.Join(cause, framework.DeleteWAL(cleanup, s, walID))
 	}
 	if err := b.putKeyEntry(ctx, s, replacement); err != nil {
 		return nil, abandon(err)

@@ -285,24 +285,50 @@ func TestRotationWALRollbackLeavesCompletedAttemptsAlone(t *testing.T) {
 	require.Empty(t, wal)
 }
 
-// TestRotationOfACompletedRotationIsRefused: a rotation that answered is never undone.
+// TestRotationOfACompletedRotationIsRefused: a rotation that answered is never undone
+// by another request (a client's retry has its own request id).
 func TestRotationOfACompletedRotationIsRefused(t *testing.T) {
 	e := newTestEnv(t)
 	e.writeRole("svc", nil)
 	old := e.issue("svc", nil)
-	req := func() (*logical.Response, error) {
-		return e.b.HandleRequest(e.ctx, &logical.Request{ID: "req-1", Operation: logical.UpdateOperation,
+	rotate := func(id string) (*logical.Response, error) {
+		return e.b.HandleRequest(e.ctx, &logical.Request{ID: id, Operation: logical.UpdateOperation,
 			Path: "creds/svc/rotate", Data: map[string]interface{}{"key_id": old.keyID}, Storage: e.storage})
 	}
-	first, err := req()
+	first, err := rotate("req-1")
 	require.NoError(t, err)
-	again, err := req()
+	again, err := rotate("req-2")
 	require.NoError(t, err)
 	require.True(t, again.IsError())
 	require.Contains(t, again.Data["error"], "already rotated")
 	require.Equal(t, verifyapi.CodeValid, e.verifyCode(first.Data["api_key"].(string)))
 	e.rollBackNow(t)
 	require.Equal(t, verifyapi.CodeValid, e.verifyCode(first.Data["api_key"].(string)))
+}
+
+// TestRotationReplayAfterAnsweredCrash: the plugin died after the rotation completed but
+// before its answer left the process, and Vault sends the same request again. The
+// replay recognises its own replacement (its key_id comes from the request id), undoes
+// it and hands out a working key; the undelivered key is dead.
+func TestRotationReplayAfterAnsweredCrash(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	old := e.issue("svc", nil)
+	rotate := func(b *backend) *logical.Response {
+		resp, err := b.HandleRequest(e.ctx, &logical.Request{ID: "req-1", Operation: logical.UpdateOperation,
+			Path: "creds/svc/rotate", Data: map[string]interface{}{"key_id": old.keyID}, Storage: e.storage})
+		require.NoError(t, err)
+		require.False(t, resp.IsError(), "%v", resp.Data)
+		return resp
+	}
+	lost := rotate(e.b)
+	restarted := e.restart(t)
+	delivered := rotate(restarted.b)
+	require.Equal(t, lost.Data["key_id"], delivered.Data["key_id"])
+	require.Equal(t, verifyapi.CodeValid, restarted.verifyCode(delivered.Data["api_key"].(string)))
+	require.Equal(t, verifyapi.CodeNotFound, restarted.verifyCode(lost.Data["api_key"].(string)))
+	require.Equal(t, verifyapi.CodeExpired, restarted.verifyCode(old.key))
+	require.Len(t, restarted.mustOK(logical.ListOperation, "keys/", nil).Data["keys"], 2)
 }
 
 // TestRotateStaysInsideTheRole: key ids are not secret, so rotation must never reach a
@@ -385,4 +411,78 @@ func requireNoKeyInResponse(t *testing.T, resp *logical.Response, key string) {
 		s, _ := v.(string)
 		require.NotContains(t, s, key, "field %s", field)
 	}
+}
+
+// TestGraceDoesNotMultiplyLimits: during a grace period the old key's uses and rate are
+// charged to its replacement, so rotating with a grace never adds uses or rate.
+func TestGraceDoesNotMultiplyLimits(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"max_uses": 10})
+	old := e.issue("svc", nil)
+	for range 9 {
+		require.Equal(t, verifyapi.CodeValid, e.verifyCode(old.key))
+	}
+	resp := e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"api_key": old.key, "grace_period": "1h"})
+	replacement := resp.Data["api_key"].(string)
+	again := e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"api_key": replacement, "grace_period": "1h"})
+	third := again.Data["api_key"].(string)
+
+	valid := 0
+	for _, k := range []string{old.key, replacement, third, old.key, replacement, third} {
+		if e.verifyCode(k) == verifyapi.CodeValid {
+			valid++
+		}
+	}
+	require.Equal(t, 1, valid, "10 uses in all, whichever key of the chain spends them")
+	read := e.mustOK(logical.ReadOperation, "keys/"+again.Data["key_id"].(string), nil).Data
+	require.Equal(t, int64(0), read["remaining_uses"])
+
+	// A rate limit is shared the same way.
+	e.writeRole("rated", map[string]interface{}{"rate_limit": 0.001, "rate_limit_burst": 1})
+	r := e.issue("rated", nil)
+	rotated := e.mustOK(logical.UpdateOperation, "creds/rated/rotate", map[string]interface{}{"api_key": r.key, "grace_period": "1h"})
+	codes := []string{e.verifyCode(r.key), e.verifyCode(rotated.Data["api_key"].(string))}
+	require.ElementsMatch(t, []string{verifyapi.CodeValid, verifyapi.CodeRateLimited}, codes, "one token between the two keys")
+}
+
+// TestRotationKeepsRoleMetadataAuthoritative: a rotation is an issue, so the role's
+// metadata of now wins over pairs the old key was issued with.
+func TestRotationKeepsRoleMetadataAuthoritative(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("tenant", nil)
+	k := e.issue("tenant", map[string]interface{}{"metadata": map[string]interface{}{"tenant": "evil", "host": "h1"}})
+	e.mustOK(logical.UpdateOperation, "roles/tenant", map[string]interface{}{"metadata": map[string]interface{}{"tenant": "acme"}})
+
+	resp := e.mustOK(logical.UpdateOperation, "creds/tenant/rotate", map[string]interface{}{"api_key": k.key})
+	require.Equal(t, map[string]string{"tenant": "acme", "host": "h1"}, resp.Data["metadata"])
+	require.Len(t, resp.Warnings, 1)
+	require.Contains(t, resp.Warnings[0], `"tenant" now comes from the role`)
+	v := e.verify(map[string]interface{}{"api_key": resp.Data["api_key"].(string)})
+	require.Equal(t, map[string]string{"tenant": "acme", "host": "h1"}, v["metadata"])
+}
+
+func TestRotationMetadataOfKeysIssuedWithout(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"metadata": map[string]interface{}{"team": "a", "old": "x"}})
+	k := e.issue("svc", nil)
+	e.mustOK(logical.UpdateOperation, "roles/svc", map[string]interface{}{"metadata": map[string]interface{}{"team": "b"}})
+	resp := e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": k.keyID})
+	require.Equal(t, map[string]string{"team": "b"}, resp.Data["metadata"], "exactly the role's pairs of now")
+	require.Empty(t, resp.Warnings)
+}
+
+// TestStaleRollbackLeavesACompletedRotation: the rollback manager reads a WAL entry
+// before it takes the key's lock; if the rotation completed meanwhile (its entry gone),
+// the rollback must not undo it.
+func TestStaleRollbackLeavesACompletedRotation(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", nil)
+	old := e.issue("svc", nil)
+	resp := e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": old.keyID})
+	rec, err := e.b.storageKeyEntry(e.ctx, e.storage, old.keyID)
+	require.NoError(t, err)
+	stale := map[string]interface{}{"old_key_id": old.keyID, "new_key_id": resp.Data["key_id"], "token": rec.RotationToken}
+	require.NoError(t, e.b.walRollback(e.ctx, &logical.Request{Storage: e.storage}, walKindRotation, stale))
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(resp.Data["api_key"].(string)))
+	require.Equal(t, verifyapi.CodeExpired, e.verifyCode(old.key))
 }

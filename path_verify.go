@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"crypto/sha256"
 	"net/netip"
 	"strings"
 	"time"
@@ -131,10 +132,14 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	var code string
 	var remaining int64
 	var retryAfter time.Duration
+	account, err := b.accountKey(ctx, req.Storage, k)
+	if err != nil {
+		return nil, err
+	}
 	if code = b.checkKeyState(k, requested, clientIP, now); code == "" {
-		code, remaining, retryAfter = b.chargeKeyOnce(k, requestID, requested, clientIP, cost, now)
+		code, remaining, retryAfter = b.chargeKeyOnce(account, requestID, requested, clientIP, cost, now)
 	} else {
-		remaining = b.usage.Remaining(k.KeyID, k.MaxUses, k.UseCount)
+		remaining = b.usage.Remaining(account.KeyID, account.MaxUses, account.UseCount)
 	}
 	publicKey := k.publicKey(now)
 	resp := verifyapi.Response{
@@ -143,12 +148,38 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		Key:        &publicKey,
 		RetryAfter: retryAfter,
 		// Tells callers that cache results (apikeyauth) to ask for every use.
-		RateLimit: k.RateLimit,
+		RateLimit: account.RateLimit,
 	}
-	if k.MaxUses > 0 {
+	if account.MaxUses > 0 {
 		resp.RemainingUses = &remaining
 	}
 	return &logical.Response{Data: resp.Data()}, nil
+}
+
+// maxRotationChain bounds how many replacements accountKey follows.
+const maxRotationChain = 8
+
+// accountKey returns the record whose uses and rate limit k's use is charged to: k
+// itself, or for a key rotated out and still in its grace period, the live end of its
+// chain of replacements. Otherwise every rotation with a grace period would add the
+// old key's remaining uses and rate to the new key's. A replacement that is gone
+// (revoked) leaves the charge on k.
+func (b *backend) accountKey(ctx context.Context, s logical.Storage, k *keyEntry) (*keyEntry, error) {
+	account := k
+	for range maxRotationChain {
+		if account.ReplacedBy == "" {
+			break
+		}
+		next, err := b.cachedKeyEntry(ctx, s, account.ReplacedBy)
+		if err != nil {
+			return nil, err
+		}
+		if next == nil {
+			break
+		}
+		account = next
+	}
+	return account, nil
 }
 
 // checkKeyState applies the checks after NOT_FOUND that charge nothing, in the
@@ -189,7 +220,7 @@ func (b *backend) chargeKeyOnce(k *keyEntry, requestID string, requested []strin
 	if requestID == "" {
 		return b.chargeKey(k, cost, now)
 	}
-	replayKey := verifyReplayKey{requestID: requestID, keyID: k.KeyID, scopes: strings.Join(requested, " "), clientIP: clientIP, cost: cost}
+	replayKey := verifyReplayKey{requestID: requestID, keyID: k.KeyID, scopes: sha256.Sum256([]byte(strings.Join(requested, " "))), clientIP: clientIP, cost: cost}
 	if replay, ok := b.verifyReplays.Get(replayKey); ok && now.Sub(replay.at) < verifyReplayWindow {
 		return replay.code, replay.remaining, replay.retryAfter
 	}
@@ -210,7 +241,7 @@ const (
 type verifyReplayKey struct {
 	requestID string
 	keyID     string
-	scopes    string
+	scopes    [sha256.Size]byte // a digest: the list may be kilobytes long
 	clientIP  netip.Addr
 	cost      int64
 }

@@ -67,6 +67,11 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	lock := b.keyLock(w.OldKeyID)
 	lock.Lock()
 	defer lock.Unlock()
+	// The entry was read before the lock was taken: a rotation that outlived
+	// rotationWALMinAge may have completed, deleted it and delivered its key meanwhile.
+	if _, _, pending, err := findRotationWAL(ctx, req.Storage, w.Token); err != nil || !pending {
+		return err
+	}
 	return b.undoRotation(ctx, req.Storage, w)
 }
 
@@ -106,28 +111,37 @@ func (b *backend) rollBackDeadRotation(ctx context.Context, s logical.Storage, k
 	if k.ReplacedBy == "" || k.RotationToken == "" {
 		return false, nil
 	}
+	id, w, found, err := findRotationWAL(ctx, s, k.RotationToken)
+	if err != nil || !found {
+		return false, err
+	}
+	if err := b.undoRotation(ctx, s, w); err != nil {
+		return false, err
+	}
+	return true, framework.DeleteWAL(ctx, s, id)
+}
+
+// findRotationWAL finds the WAL entry of the rotation with token. Entries exist only
+// for rotations in flight or dead, so there are few to read.
+func findRotationWAL(ctx context.Context, s logical.Storage, token string) (id string, w rotationWAL, found bool, err error) {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
-		return false, fmt.Errorf("listing WAL entries: %w", err)
+		return "", w, false, fmt.Errorf("listing WAL entries: %w", err)
 	}
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, s, id)
 		if err != nil {
-			return false, fmt.Errorf("reading WAL entry: %w", err)
+			return "", w, false, fmt.Errorf("reading WAL entry: %w", err)
 		}
 		if entry == nil || entry.Kind != walKindRotation {
 			continue
 		}
-		var w rotationWAL
-		if mapstructure.Decode(entry.Data, &w) != nil || w.Token != k.RotationToken {
-			continue
+		var candidate rotationWAL
+		if mapstructure.Decode(entry.Data, &candidate) == nil && candidate.Token == token {
+			return id, candidate, true, nil
 		}
-		if err := b.undoRotation(ctx, s, w); err != nil {
-			return false, err
-		}
-		return true, framework.DeleteWAL(ctx, s, id)
 	}
-	return false, nil
+	return "", w, false, nil
 }
 
 // errRotationLost is returned when a rotation's records were written but its WAL entry

@@ -1,6 +1,7 @@
 # Paths assume the engine is mounted at apikey/ (replace the prefix for another mount).
 # Issuer of ONE role: a template. Replace {{role}} with the role's name before loading it
-# (Vault refuses the file as it is, so a forgotten substitution cannot grant anything):
+# (loaded as it is, Vault reads {{role}} as an unknown template parameter and the policy
+# grants nothing usable):
 #
 #   sed 's/{{role}}/demo/g' policies/issuer.hcl | vault policy write apikey-issuer-demo -
 #
