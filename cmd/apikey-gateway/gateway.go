@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/clientaddr"
 )
 
 // Headers the gateway adds for the upstream, describing the verified key.
@@ -226,6 +227,11 @@ func isUpgrade(h http.Header) bool {
 
 func (g *gateway) dispatch(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	if g.caseAmbiguous(p) {
+		g.metrics.Decision(outcomeBadPath)
+		writeError(w, http.StatusBadRequest, "the request path matches a route only in another letter case", outcomeBadPath)
+		return
+	}
 	for _, prefix := range g.prefixes {
 		if !pathHasPrefix(p, prefix) {
 			continue
@@ -253,6 +259,35 @@ func (g *gateway) dispatch(w http.ResponseWriter, r *http.Request) {
 	}
 	g.metrics.Decision(outcomeNoRoute)
 	writeError(w, http.StatusNotFound, "no route", outcomeNoRoute)
+}
+
+// caseAmbiguous reports whether p would fall under a more specific route if letter case
+// were ignored: many servers (IIS, ASP.NET, Express by default) route case-insensitively,
+// so "/ADMIN" must not pass under the weaker "/" route while the upstream serves
+// "/admin". Prefixes are sorted longest first, so the first match is the most specific.
+func (g *gateway) caseAmbiguous(p string) bool {
+	exact, folded := -1, -1
+	for _, prefix := range g.prefixes {
+		if exact < 0 && pathHasPrefix(p, prefix) {
+			exact = len(prefix)
+		}
+		if folded < 0 && pathHasPrefixFold(p, prefix) {
+			folded = len(prefix)
+		}
+		if exact >= 0 && folded >= 0 {
+			break
+		}
+	}
+	return folded > exact
+}
+
+// pathHasPrefixFold is pathHasPrefix ignoring letter case.
+func pathHasPrefixFold(p, prefix string) bool {
+	if prefix == "/" {
+		return true
+	}
+	return strings.EqualFold(p, prefix) ||
+		len(p) > len(prefix) && p[len(prefix)] == '/' && strings.EqualFold(p[:len(prefix)], prefix)
 }
 
 // routeKey is a route's path prefix without its trailing "/": "/reports/" covers
@@ -301,18 +336,10 @@ func (g *gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
+// peerIsTrustedProxy applies the middleware's rules (internal/clientaddr), so the chain
+// the gateway passes on and the client address it decided on agree.
 func (g *gateway) peerIsTrustedProxy(remoteAddr string) bool {
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	a := ap.Addr().Unmap()
-	for _, p := range g.opts.trustedProxies {
-		if p.Contains(a) || p.Contains(ap.Addr()) {
-			return true
-		}
-	}
-	return false
+	return clientaddr.Contains(g.opts.trustedProxies, clientaddr.ParseRemoteAddr(remoteAddr))
 }
 
 // applyHeaderRules prepares the upstream request's headers: whatever the client sent
@@ -346,13 +373,16 @@ func applyHeaderRules(h http.Header, id *apikeyauth.Identity, strip bool, creden
 // the one the gateway checked.
 func gatewayOnlyHeader(norm string) bool {
 	switch norm {
-	case "x-api-key-id", "x-api-key-role", "x-api-key-scopes",
-		"forwarded", "x-forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
+	case "forwarded", "x-forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
+		"client-ip", "x-cluster-client-ip", "cf-connecting-ip", "fastly-client-ip",
+		"x-original-forwarded-for",
 		"x-http-method-override", "x-method-override", "x-http-method",
-		"x-original-url", "x-rewrite-url":
+		"x-original-url", "x-original-uri", "x-rewrite-url":
 		return true
 	}
-	return strings.HasPrefix(norm, "x-forwarded-")
+	// Every X-Api-Key-* name, not only the three the gateway sets: a later version or
+	// the upstream may read others.
+	return strings.HasPrefix(norm, "x-forwarded-") || strings.HasPrefix(norm, "x-api-key-")
 }
 
 func (g *gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {

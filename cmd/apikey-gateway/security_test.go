@@ -33,6 +33,15 @@ func smuggledForwardingHeaders() http.Header {
 		"X_Real_IP":         {"6.6.6.6"},
 		"x-real-ip":         {"6.6.6.6"},
 		"True-Client-Ip":    {"6.6.6.6"},
+		// Names other frameworks and CDNs read the client's address from.
+		"Client-Ip":                {"6.6.6.6"},
+		"X-Cluster-Client-Ip":      {"6.6.6.6"},
+		"Cf-Connecting-Ip":         {"6.6.6.6"},
+		"Fastly-Client-Ip":         {"6.6.6.6"},
+		"X-Original-Forwarded-For": {"6.6.6.6"},
+		"X-Original-Uri":           {"/evil.example"},
+		// An identity header the gateway does not set today.
+		"X-Api-Key-Tenant": {"evil.example"},
 	}
 }
 
@@ -107,6 +116,10 @@ func TestGatewayPathAndMethodConfusion(t *testing.T) {
 		{method: "GET", target: "/reports/", wantStatus: 200, wantScopes: []string{"reports:read"}},
 		{method: "GET", target: "/reports", wantStatus: 200, wantScopes: []string{"reports:read"}},
 		{method: "GET", target: "/reportsX", wantStatus: 200, wantScopes: nil},
+		// A case-insensitive upstream would serve /reports for these.
+		{method: "GET", target: "/REPORTS/q1", wantStatus: 400, wantCode: outcomeBadPath},
+		{method: "GET", target: "/Reports", wantStatus: 400, wantCode: outcomeBadPath},
+		{method: "GET", target: "/PUBLIC/x", wantStatus: 400, wantCode: outcomeBadPath},
 		{method: "GET", target: "/public/x", wantStatus: 200, wantScopes: nil},
 		// Path parameters: Tomcat and Spring read "/public/..;/reports" as "/reports".
 		{method: "GET", target: "/public/..;/reports", wantStatus: 400, wantCode: outcomeBadPath},
@@ -162,7 +175,7 @@ func TestGatewayPathAndMethodConfusion(t *testing.T) {
 		})
 	}
 	metrics := metricLines(tg.scrape().Body.String())
-	require.Equal(t, "11", metrics[`apikey_gateway_requests_total{outcome="BAD_PATH"}`])
+	require.Equal(t, "14", metrics[`apikey_gateway_requests_total{outcome="BAD_PATH"}`]) // 11, and the 3 case-only ones
 	require.Equal(t, "5", metrics[`apikey_gateway_requests_total{outcome="BAD_METHOD"}`])
 }
 
@@ -334,4 +347,32 @@ func TestRunServesMetricsOnlyOnTheMetricsListener(t *testing.T) {
 	_, body = get(t, "http://"+addr+"/metrics")
 	require.Equal(t, "upstream:/metrics", body)
 	require.NotContains(t, logs.String(), "metrics listening", "no metrics listener by default")
+}
+
+// TestGatewayCaseOnlyRefusesWeakerRoutes: two routes that differ only in case are each
+// matched exactly; a path is refused only when ignoring case would give it a more
+// specific route than the one it gets.
+func TestGatewayCaseOnlyRefusesWeakerRoutes(t *testing.T) {
+	routes, err := parseRoutes([]byte(`{"routes": [
+		{"path_prefix": "/Orders"},
+		{"path_prefix": "/orders", "scopes": ["orders:read"]}
+	]}`))
+	require.NoError(t, err)
+	tg := newTestGateway(t, options{stripCredentials: true, routes: routes, cacheSize: -1}, true)
+	key := tg.vault.issue(t, "AbCdEfGhIjKlMnOp", "orders:read")
+	for _, target := range []string{"/orders/1", "/Orders/1"} {
+		rec := tg.do(http.MethodGet, target, http.Header{"X-Api-Key": {key}})
+		require.Equal(t, http.StatusOK, rec.Code, "%s: %s", target, rec.Body.String())
+	}
+	rec := tg.do(http.MethodGet, "/ORDERS/1", http.Header{"X-Api-Key": {key}})
+	require.Equal(t, http.StatusBadRequest, rec.Code, "only another case would route it: %s", rec.Body.String())
+}
+
+// TestGatewayZonedPeerIsJudgedLikeTheMiddleware: a trusted link-local peer with a zone
+// keeps its X-Forwarded-For chain, as the middleware's client address assumes.
+func TestGatewayZonedPeerIsJudgedLikeTheMiddleware(t *testing.T) {
+	tg := newTestGateway(t, options{stripCredentials: true, trustedProxies: []netip.Prefix{netip.MustParsePrefix("fe80::/10")}}, false)
+	gw := tg.handler.(*gateway)
+	require.True(t, gw.peerIsTrustedProxy("[fe80::1%eth0]:443"))
+	require.False(t, gw.peerIsTrustedProxy("[::ffff:10.0.0.1]:443"))
 }
