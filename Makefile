@@ -46,7 +46,8 @@ bench: bench-go build
 	vault_bin="$$(scripts/vault-bin.sh)" && \
 	$(GO) build -o $(BIN_DIR)/noopplugin ./bench/noopplugin && \
 	$(GO) build -o $(BIN_DIR)/apikey-load ./bench/load && \
-	$(BIN_DIR)/apikey-load -vault "$$vault_bin" -plugin $(PLUGIN_BIN) -gateway $(GATEWAY_BIN) $(BENCH_FLAGS); \
+	$(BIN_DIR)/apikey-load -vault "$$vault_bin" -plugin $(PLUGIN_BIN) -gateway $(GATEWAY_BIN) \
+		-noop-plugin $(BIN_DIR)/noopplugin $(BENCH_FLAGS); \
 	rc=$$?; echo "bench: total $$(( $$(date +%s) - start ))s"; exit $$rc
 
 # The Go microbenchmarks only.

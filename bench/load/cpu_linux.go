@@ -13,7 +13,7 @@ import (
 const clockTicks = 100
 
 // cpuNow reads the machine's busy CPU time and that of this process and each of its
-// descendants (Vault, the plugin process, the gateways), by process name, in seconds.
+// descendants (Vault, the plugin processes, the gateways), by process name, in seconds.
 func cpuNow() (cpuSample, bool) {
 	s := cpuSample{procs: map[string]float64{}}
 	b, err := os.ReadFile("/proc/stat")
@@ -87,6 +87,8 @@ func cpuNow() (cpuSample, bool) {
 			name = "harness"
 		case strings.HasPrefix(name, "vault-plugin"):
 			name = "plugin"
+		case strings.HasPrefix(noopPluginName, name): // comm is cut to 15 bytes
+			name = "noop-plugin"
 		case strings.Contains(name, "gateway"):
 			name = "gateway"
 		}

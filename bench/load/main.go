@@ -1,6 +1,6 @@
 //go:build unix
 
-// Command load is the load harness behind `make bench` (issue 6, "Performance").
+// Command load is the load harness behind `make bench`.
 //
 // It starts a Vault dev server (in-memory storage) on a free loopback port with the
 // plugin registered and enabled, writes a role, and drives plain keep-alive HTTP at a
@@ -10,7 +10,10 @@
 //   - auth/token/lookup (the alternative: Vault tokens as API keys),
 //   - apikey/creds/<role> and auth/token/create (both create a lease),
 //   - apikey/verify over 1k stored keys and over up to 100k stored keys,
-//   - the apikey-gateway binary with auth on and off in front of an in-process upstream.
+//   - the apikey-gateway binary with auth on and off in front of an in-process upstream,
+//   - a no-op external plugin (bench/noopplugin, -noop-plugin) in the same Vault: a POST
+//     with a fixed answer beside verify, and a lease read without storage (and one with a
+//     storage write) beside issue, the floor of Vault's external-plugin path.
 //
 // Rows that a ratio compares are measured interleaved (-rounds segments each), so that a
 // change in background load hits them alike. It prints the machine facts and one table
@@ -23,7 +26,7 @@
 // concurrency (closed loop): p50 and p99 are exact over every measured request.
 //
 //	go run ./bench/load -vault "$(scripts/vault-bin.sh)" -plugin bin/vault-plugin-secrets-apikey \
-//	    -gateway bin/apikey-gateway [-c 8] [-d 5s] [-keys 100000] [-md bench.md]
+//	    -gateway bin/apikey-gateway -noop-plugin bin/noopplugin [-c 8] [-d 5s] [-keys 100000] [-md bench.md]
 package main
 
 import (
@@ -50,6 +53,8 @@ type config struct {
 	vaultBin      string
 	pluginBin     string
 	gatewayBin    string
+	noopBin       string
+	breakdown     bool
 	pluginVersion string
 	mount         string
 	role          string
@@ -70,6 +75,8 @@ func parseFlags() config {
 	flag.StringVar(&c.vaultBin, "vault", "", "Vault server binary (default: $VAULT_BIN, else what scripts/vault-bin.sh prints)")
 	flag.StringVar(&c.pluginBin, "plugin", "bin/vault-plugin-secrets-apikey", "plugin binary (make build)")
 	flag.StringVar(&c.gatewayBin, "gateway", "bin/apikey-gateway", "apikey-gateway binary; empty or missing: the gateway rows are skipped")
+	flag.StringVar(&c.noopBin, "noop-plugin", "", "no-op baseline plugin binary (go build -o bin/noopplugin ./bench/noopplugin); empty: the no-op rows and ratios 6-7 are skipped")
+	flag.BoolVar(&c.breakdown, "issue-breakdown", false, "also measure the no-op lease with each of issue's costs added alone (MaxLeaseTTL call, issue-shaped response) and all together, beside issue")
 	flag.StringVar(&c.pluginVersion, "plugin-version", "", "version to register the plugin with (default: "+apikey.Version+", the version compiled into this harness, which a make build plugin reports)")
 	flag.StringVar(&c.mount, "mount", "apikey", "mount path of the engine")
 	flag.StringVar(&c.role, "role", "bench", "role to issue keys from")
@@ -251,8 +258,16 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	plugins := []vaulttest.Plugin{plugin}
+	if cfg.noopBin != "" {
+		noop, err := vaulttest.NewSecretsPlugin(noopPluginName, cfg.noopBin, "")
+		if err != nil {
+			return err
+		}
+		plugins = append(plugins, noop)
+	}
 	logf("starting Vault dev server (%s)", cfg.vaultBin)
-	vs, err := startVault(ctx, cfg.vaultBin, workDir, plugin)
+	vs, err := startVault(ctx, cfg.vaultBin, workDir, plugins...)
 	if err != nil {
 		return err
 	}
@@ -267,6 +282,12 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("creating a verifier token: %w", err)
 	}
 	logf("Vault v%s at %s, plugin %s enabled at %s/ (cache_size %d)", strings.TrimPrefix(vs.Version, "v"), vs.Addr, cfg.pluginVersion, cfg.mount, cacheSize)
+	if len(plugins) > 1 {
+		if err := vs.setupNoop(ctx, plugins[1]); err != nil {
+			return fmt.Errorf("%w; last lines of the Vault log:\n%s", err, vs.LogTail(20))
+		}
+		logf("no-op plugin enabled at %s/", noopMount)
+	}
 
 	rep := &report{facts: machineFacts(vs.Version, cfg.pluginVersion, cfg)}
 	ld := &loader{client: newHTTPClient(cfg.conc), conc: cfg.conc, warmup: cfg.warmup, dur: cfg.dur, rounds: cfg.rounds}
@@ -291,17 +312,20 @@ func run(ctx context.Context, cfg config) error {
 	baseKeys := store.all()
 	logf("issued %d keys in %s", len(baseKeys), time.Since(t).Round(time.Millisecond))
 
-	// 1. verify VALID ÷ verify MALFORMED (same path, no storage); 2. verify ÷ token lookup.
+	// 1. verify VALID ÷ verify MALFORMED (same path, no storage); 2. verify ÷ token lookup;
+	// 6. verify ÷ the no-op POST, which gets the same body.
 	valid := baseKeys[0]
-	set1, err := measureSet(ctx, ld,
+	noopPOST := request{method: http.MethodPost, url: api(noopMount + "/answer"), header: vaultHeader, bodies: verifyReq(valid).bodies, want: http.StatusOK}
+	set1, err := measureSet(ctx, ld, withNoop(cfg,
 		spec{"verify VALID, 1 key", verifyReq(valid), wantValid},
 		spec{"verify MALFORMED (no storage)", verifyReq(corrupt(valid)), wantMalformed},
 		spec{"token lookup (auth/token/lookup)", request{method: http.MethodPost, url: api("auth/token/lookup"), header: vaultHeader, bodies: [][]byte{jsonBody(map[string]any{"token": verifierTok})}, want: http.StatusOK}, `"policies"`},
-	)
+		spec{"no-op POST (" + noopMount + "/answer)", noopPOST, wantValid},
+	)...)
 	if err != nil {
 		return err
 	}
-	rowValid, rowMalformed, rowLookup := set1[0], set1[1], set1[2]
+	rowValid, rowMalformed, rowLookup, rowNoopPOST := set1[0], set1[1], set1[2], skippedNoop(cfg, set1, 3, "no-op POST")
 
 	// 4a. verify over the small key set, while only it is stored.
 	set4a, err := measureSet(ctx, ld, spec{fmt.Sprintf("verify VALID, random of %d keys", len(baseKeys)), verifyReq(baseKeys...), wantValid})
@@ -326,14 +350,32 @@ func run(ctx context.Context, cfg config) error {
 			"explicit_max_ttl":  cfg.ttl.String(),
 			"display_name":      "bench",
 		})}}
-	set3, err := measureSet(ctx, ld,
+	// 7. creds issue ÷ the no-op lease read: both return a lease with the same ttl, and
+	// both responses are parsed. The no-op lease with one storage write of a key record's
+	// size tells what of the gap is that write.
+	noopLease := func(query string) request {
+		return request{method: http.MethodGet, url: api(noopMount + "/lease" + query), header: vaultHeader, want: http.StatusOK, onBody: parseNoopLease}
+	}
+	specs3 := withNoop(cfg,
 		spec{"creds issue (apikey/creds/" + cfg.role + ")", credsReq, `"api_key"`},
 		spec{"token create (auth/token/create)", tokenReq, `"client_token"`},
+		spec{"no-op lease (" + noopMount + "/lease)", noopLease(""), `"lease_id"`},
+		spec{"no-op lease + 1 storage write", noopLease("?write=true"), `"lease_id"`},
 	)
+	if cfg.breakdown && cfg.noopBin != "" {
+		specs3 = append(specs3,
+			spec{"no-op lease + MaxLeaseTTL call", noopLease("?max_ttl=true"), `"lease_id"`},
+			spec{"no-op lease, issue-shaped response", noopLease("?issue_shaped=true"), `"api_key"`},
+			spec{"no-op lease + write + MaxLeaseTTL + issue-shaped", noopLease("?write=true&max_ttl=true&issue_shaped=true"), `"api_key"`},
+		)
+	}
+	set3, err := measureSet(ctx, ld, specs3...)
 	if err != nil {
 		return err
 	}
 	rowCreds, rowToken := set3[0], set3[1]
+	rowNoopLease, rowNoopWrite := skippedNoop(cfg, set3, 2, "no-op lease"), skippedNoop(cfg, set3, 3, "no-op lease + 1 storage write")
+	breakdownRows := set3[min(4, len(set3)):]
 
 	// 4b. issue real keys up to cfg.keys (within the budget), then verify over all of them.
 	stored := store.len()
@@ -365,13 +407,22 @@ func run(ctx context.Context, cfg config) error {
 	}
 	rowLarge := set4b[0]
 
-	rep.rows = []*row{rowValid, rowMalformed, rowLookup, rowCreds, rowToken, rowSmall, rowLarge, rowGwOn, rowGwOff}
+	rep.rows = append([]*row{rowValid, rowMalformed, rowLookup, rowNoopPOST, rowCreds, rowToken, rowNoopLease, rowNoopWrite}, breakdownRows...)
+	rep.rows = append(rep.rows, rowSmall, rowLarge, rowGwOn, rowGwOff)
 	rep.ratios = []ratio{
 		rpsRatio("1. verify VALID ÷ verify MALFORMED (req/s)", rowValid, rowMalformed, 0.95),
 		rpsRatio("2. verify VALID ÷ token lookup (req/s)", rowValid, rowLookup, 0),
 		rpsRatio("3. creds issue ÷ token create (req/s)", rowCreds, rowToken, 0.80),
 		p50Ratio(fmt.Sprintf("4. verify p50, %d keys ÷ %d keys", len(all), len(baseKeys)), rowLarge, rowSmall, 1.20),
 		rpsRatio("5. gateway auth on ÷ auth off (req/s)", rowGwOn, rowGwOff, 0.90),
+		rpsRatio("6. verify VALID ÷ no-op POST (req/s)", rowValid, rowNoopPOST, 0),
+		rpsRatio("7. creds issue ÷ no-op lease (req/s)", rowCreds, rowNoopLease, 0.90),
+		rpsRatio("7a. creds issue ÷ no-op lease + 1 write (req/s)", rowCreds, rowNoopWrite, 0),
+	}
+	for _, i := range []int{5, 6, 7} {
+		if rep.ratios[i].note == "not measured" && cfg.noopBin == "" {
+			rep.ratios[i].note = noopSkipped
+		}
 	}
 	if len(all) < cfg.keys {
 		rep.ratios[3].note = fmt.Sprintf("N=%d, not %d (see note)", len(all), cfg.keys)
@@ -382,7 +433,7 @@ func run(ctx context.Context, cfg config) error {
 	if fillNote != "" {
 		rep.notes = append(rep.notes, fillNote)
 	}
-	for _, r := range []*row{rowValid, rowMalformed, rowLookup, rowCreds, rowToken, rowSmall, rowLarge} {
+	for _, r := range append([]*row{rowValid, rowMalformed, rowLookup, rowNoopPOST, rowCreds, rowToken, rowNoopLease, rowNoopWrite}, append(breakdownRows, rowSmall, rowLarge)...) {
 		if r.res != nil {
 			if per := r.res.cpu.perRequest(r.res.n); per != "" {
 				rep.notes = append(rep.notes, fmt.Sprintf("CPU per request, %s: %s", r.name, per))
@@ -390,9 +441,9 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}
 	rep.notes = append(rep.notes,
-		fmt.Sprintf("rows compared by ratios 1-2, 3 and 5 were measured interleaved (%d rounds each); 4 compares a row before and one after issuing the keys", max(1, cfg.rounds)),
+		fmt.Sprintf("rows compared by ratios 1-2 and 6, 3 and 7, and 5 were measured interleaved (%d rounds each); 4 compares a row before and one after issuing the keys", max(1, cfg.rounds)),
 		fmt.Sprintf("keys and tokens have ttl = max_ttl = %s, so no lease expires during the run; verify sends cost 0 (no counting); the verify cache holds %d keys", cfg.ttl, cacheSize),
-		"Vault, the plugin process, the gateway, the upstream and this load generator share the same CPUs. CPU/req: CPU time of Vault, the plugin process and the gateway per request (not the load generator's); other CPU: share of the machine used by processes outside the benchmark while the row was measured",
+		"Vault, the plugin processes (engine and no-op), the gateway, the upstream and this load generator share the same CPUs. CPU/req: CPU time of Vault, the plugin processes and the gateway per request (not the load generator's); other CPU: share of the machine used by processes outside the benchmark while the row was measured",
 		fmt.Sprintf("load average at end: %s; harness time %s", loadAvg(), time.Since(began).Round(time.Second)))
 	rep.printText(os.Stdout)
 	if cfg.mdPath != "" {
@@ -402,11 +453,38 @@ func run(ctx context.Context, cfg config) error {
 		logf("wrote %s", cfg.mdPath)
 	}
 	for _, r := range rep.rows {
-		if r.res == nil && !strings.HasPrefix(r.note, "gateway not built") {
+		if r.res == nil && !r.skipped && !strings.HasPrefix(r.note, "gateway not built") {
 			return fmt.Errorf("row %q was not measured: %s", r.name, r.note)
 		}
 	}
 	return nil
+}
+
+// noopSkipped is the note on the no-op rows and ratios when -noop-plugin is empty.
+const noopSkipped = "skipped: no -noop-plugin (go build -o bin/noopplugin ./bench/noopplugin)"
+
+// withNoop returns specs without its no-op rows (those whose URL is on the no-op mount)
+// when there is no no-op plugin, so that the others are measured as before.
+func withNoop(cfg config, specs ...spec) []spec {
+	if cfg.noopBin != "" {
+		return specs
+	}
+	var out []spec
+	for _, sp := range specs {
+		if !strings.Contains(sp.req.url, "/v1/"+noopMount+"/") {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// skippedNoop returns rows[i], or, without a no-op plugin (withNoop left the row out), a
+// row that says it was skipped.
+func skippedNoop(cfg config, rows []*row, i int, name string) *row {
+	if cfg.noopBin == "" {
+		return &row{name: name, note: noopSkipped, skipped: true}
+	}
+	return rows[i]
 }
 
 // gatewayRows runs the apikey-gateway binary twice against the same in-process upstream,
@@ -480,6 +558,17 @@ func parseToken(body []byte) {
 	_ = json.Unmarshal(body, &r)
 }
 
+// parseNoopLease parses a no-op lease response as addFromCreds parses a creds response,
+// without keeping anything, so that issue and its baseline cost the load generator alike.
+func parseNoopLease(body []byte) {
+	var r struct {
+		Data struct {
+			APIKey string `json:"api_key"`
+		} `json:"data"`
+	}
+	_ = json.Unmarshal(body, &r)
+}
+
 // resolveBinaries fills in the Vault binary and the plugin version and checks the paths.
 func resolveBinaries(cfg *config) error {
 	if cfg.vaultBin == "" {
@@ -502,9 +591,11 @@ func resolveBinaries(cfg *config) error {
 		}
 		*p = abs
 	}
-	if cfg.gatewayBin != "" {
-		if abs, err := filepath.Abs(cfg.gatewayBin); err == nil {
-			cfg.gatewayBin = abs
+	for _, p := range []*string{&cfg.gatewayBin, &cfg.noopBin} {
+		if *p != "" {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
 		}
 	}
 	if cfg.pluginVersion == "" {

@@ -18,6 +18,8 @@ type row struct {
 	name string
 	res  *result
 	note string
+	// skipped: not measured on purpose (an optional binary was not given), not a failure.
+	skipped bool
 }
 
 // ratio compares two rows. target empty: reported only.

@@ -98,3 +98,30 @@ func (s *vaultServer) verifierToken(ctx context.Context) (string, error) {
 	}
 	return sec.Auth.ClientToken, nil
 }
+
+// noopPluginName and noopMount are the no-op baseline plugin's catalog name and mount.
+const (
+	noopPluginName = "apikey-bench-noop"
+	noopMount      = "noop"
+)
+
+// setupNoop registers and enables the no-op baseline plugin (bench/noopplugin) at
+// noopMount and waits until it answers. It reports no version (it has no RunningVersion),
+// so it is registered without one.
+func (s *vaultServer) setupNoop(ctx context.Context, plugin vaulttest.Plugin) error {
+	if err := s.RegisterPlugin(ctx, plugin); err != nil {
+		return fmt.Errorf("registering the no-op plugin: %w", err)
+	}
+	if err := s.EnablePlugin(ctx, plugin.Name, noopMount); err != nil {
+		return fmt.Errorf("enabling the no-op plugin at %s/: %w", noopMount, err)
+	}
+	// WaitPluginReady lists the engine's roles, which the no-op plugin does not have.
+	err := vaulttest.Poll(ctx, 60*time.Second, 100*time.Millisecond, func() error {
+		_, err := s.Client.Logical().ReadWithContext(ctx, noopMount+"/lease")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("the no-op plugin at %s/ does not answer: %w", noopMount, err)
+	}
+	return nil
+}
