@@ -54,7 +54,9 @@ export GOFLAGS=-mod=readonly CGO_ENABLED=0 GOAMD64=v1 GOARM64=v8.0
 unset GOEXPERIMENT
 
 module=$("$GO" list -m)
-ldflags="-s -w -X $module.Version=$VERSION"
+# The plugin reports the root package's Version to Vault; other commands (the gateway)
+# print main.version with -version. -X of a symbol a binary lacks is ignored.
+ldflags="-s -w -X $module.Version=$VERSION -X main.version=$VERSION"
 
 commands=()
 for dir in cmd/*/; do

@@ -22,7 +22,15 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
 )
 
+// version is what -version prints: "dev" for a plain build, the release's VERSION when
+// `make release` stamps it (-ldflags -X main.version=...).
+var version = "dev"
+
 func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
+		fmt.Println(version)
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)

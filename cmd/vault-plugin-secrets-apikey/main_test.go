@@ -56,10 +56,14 @@ func TestReleaseStampsRunningVersion(t *testing.T) {
 
 	suffix := "_" + stampedVersion + "_" + runtime.GOOS + "_" + runtime.GOARCH
 	plugin := filepath.Join(dist, "vault-plugin-secrets-apikey"+suffix)
-	// Every command under cmd/ is released, the gateway included.
-	require.FileExists(t, filepath.Join(dist, "apikey-gateway"+suffix))
+	// Every command under cmd/ is released, the gateway included, stamped too.
+	gateway := filepath.Join(dist, "apikey-gateway"+suffix)
+	require.FileExists(t, gateway)
+	got, err := exec.Command(gateway, "-version").Output()
+	require.NoError(t, err)
+	require.Equal(t, stampedVersion, strings.TrimSpace(string(got)))
 
-	got, err := exec.Command(plugin, "-version").Output()
+	got, err = exec.Command(plugin, "-version").Output()
 	require.NoError(t, err)
 	require.Equal(t, stampedVersion, strings.TrimSpace(string(got)))
 
