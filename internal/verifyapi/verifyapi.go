@@ -42,6 +42,7 @@ const (
 	FieldClientIP  = "client_ip"
 	FieldCost      = "cost"
 	FieldRequestID = "request_id"
+	FieldTags      = "tags"
 )
 
 // Response fields. The key's fields (key_id to ttl) come with every code after
@@ -73,6 +74,9 @@ type Request struct {
 	Cost int
 	// RequestID makes retries of one call count once; empty for none.
 	RequestID string
+	// Tags label the call in the key's usage counts ("name=value", at most 8; the
+	// engine refuses the call with a 400 otherwise, see usagestats.ParseTags).
+	Tags []string
 }
 
 // Data encodes r as verify's request data.
@@ -86,6 +90,9 @@ func (r Request) Data() map[string]any {
 	}
 	if r.RequestID != "" {
 		data[FieldRequestID] = r.RequestID
+	}
+	if len(r.Tags) > 0 {
+		data[FieldTags] = r.Tags
 	}
 	return data
 }
