@@ -66,4 +66,16 @@
 // exact, a VALID result for a metered key (verify returns remaining_uses or rate_limit:
 // the key has max_uses or a rate limit) is never cached and never shared with collapsed
 // requests: each such request makes its own Vault call.
+//
+// # Usage tags
+//
+// Verify calls may carry tags ("name=value") that the engine counts usage by
+// (docs/reference.md#verify): Config.Tags on every call, a handler's own with
+// RequireTagged or RequireCostTagged, and, with Config.RouteTag set, RouteTag=<pattern>
+// for requests a net/http ServeMux routed (http.Request.Pattern; bytes a tag value may
+// not hold become '_', so "GET /orders/{id}" is sent as "GET_/orders/{id}"). The raw URL
+// path is never sent: its values are unbounded. Tags are checked at set-up as verify
+// checks them. They are not part of the cache key, since they never change the answer:
+// only verify calls (cache misses) are counted, so with the cache on the counts per tag
+// are a sample of the requests, not all of them.
 package apikeyauth

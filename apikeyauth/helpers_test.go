@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usagestats"
 )
 
 // verifyRequest is what the fake Vault received on /v1/<mount>/verify.
@@ -27,7 +28,9 @@ type verifyRequest struct {
 	Cost     *int     `json:"cost"`
 	// RequestID is the same for every retry of one verify call.
 	RequestID string `json:"request_id"`
-	Token     string `json:"-"`
+	// Tags is nil when the request had no tags field.
+	Tags  []string `json:"tags"`
+	Token string   `json:"-"`
 }
 
 // fakeVault stands in for Vault's HTTP API: PUT /v1/<mount>/verify answers
@@ -67,6 +70,10 @@ func newFakeVault(t *testing.T, mount string) *fakeVault {
 		fv.last = req
 		status, errs, data, respond, hold := fv.status, fv.errors, fv.data, fv.respond, fv.hold
 		fv.mu.Unlock()
+		// Like the engine: a bad tag is a 400 (which the middleware turns into 503).
+		if _, err := usagestats.ParseTags(req.Tags); err != nil {
+			status, errs = http.StatusBadRequest, []string{err.Error()}
+		}
 		if hold != nil {
 			<-hold
 		}

@@ -92,6 +92,20 @@ type Config struct {
 	// 0: DefaultVerifyTimeout.
 	VerifyTimeout time.Duration
 
+	// Tags ("name=value") are sent with every verify call, for the engine's usage counts
+	// per tag. New checks them as verify does (usagestats.ParseTags; at most MaxTags
+	// with the route tag and a handler's tags). Tags never change verify's answer, so a
+	// cached result serves requests with other tags: only verify calls (cache misses) are
+	// counted, and with the cache on the counts per tag are a sample of the requests.
+	Tags []string
+	// RouteTag is a tag name (for example "route"). When set, a request that a
+	// net/http ServeMux routed (http.Request.Pattern, such as "GET /orders/{id}") sends
+	// RouteTag=<pattern> with its verify call, the pattern made a valid tag value (bytes
+	// other than printable ASCII without '=' become '_': "GET_/orders/{id}"; cut to 128
+	// bytes). Without a pattern no route tag is sent: the URL path is never used, as its
+	// values are unbounded. Other routers: give the route to RequireTagged. "": off.
+	RouteTag string
+
 	// Logger receives decisions (debug) and Vault failures (warn/error). Never the key.
 	// Nil: nothing is logged.
 	Logger *slog.Logger
@@ -134,6 +148,8 @@ type Middleware struct {
 	positiveTTL   time.Duration                    // <= 0: VALID not cached
 	negativeTTL   time.Duration                    // <= 0: refusals not cached
 	verifyTimeout time.Duration
+	tags          []string // Config.Tags, valid
+	routeTag      string   // Config.RouteTag; "": no route tag
 	flights       singleflight.Group
 	log           *slog.Logger
 	observer      Observer
@@ -182,6 +198,16 @@ func New(cfg Config) (*Middleware, error) {
 			return nil, fmt.Errorf("trusted proxy network %v is not valid", p)
 		}
 		m.trusted = append(m.trusted, clientaddr.NormalizePrefix(p))
+	}
+	if cfg.RouteTag != "" {
+		if err := checkRouteTagName(cfg.RouteTag); err != nil {
+			return nil, err
+		}
+		m.routeTag = cfg.RouteTag
+	}
+	var err error
+	if m.tags, err = checkTags(m.routeTag, cfg.Tags); err != nil {
+		return nil, fmt.Errorf("Config.Tags: %w", err)
 	}
 	if cfg.CacheSize >= 0 {
 		m.cache = lru.New[cacheKey, cacheEntry](intOrDefault(cfg.CacheSize, DefaultCacheSize))
@@ -251,12 +277,33 @@ func (m *Middleware) Require(scopes ...string) func(http.Handler) http.Handler {
 // RequireCost is Require with a request cost other than 1, counted against the key's
 // max_uses (0 checks the key without counting a use).
 func (m *Middleware) RequireCost(cost int, required ...string) func(http.Handler) http.Handler {
+	return m.RequireCostTagged(cost, nil, required...)
+}
+
+// RequireTagged is Require whose verify calls also carry tags ("name=value", after
+// Config.Tags; see Config.Tags for what is counted), for example
+// []string{"route=/orders/{id}"} with a router that sets no http.Request.Pattern.
+// Tags must be valid and, with Config.Tags and the route tag, at most MaxTags with no
+// name twice; RequireTagged panics otherwise, as it is set up once at start-up.
+func (m *Middleware) RequireTagged(tags []string, required ...string) func(http.Handler) http.Handler {
+	return m.RequireCostTagged(1, tags, required...)
+}
+
+// RequireCostTagged is RequireCost with tags, as in RequireTagged.
+func (m *Middleware) RequireCostTagged(cost int, tags []string, required ...string) func(http.Handler) http.Handler {
 	if cost < 0 {
 		panic("apikeyauth: cost must be 0 or more")
 	}
-	req := requirement{scopes: normalizeScopes(required), cost: cost}
+	req := requirement{scopes: normalizeScopes(required), cost: cost, tags: m.tags}
 	if err := scopes.Validate(req.scopes); err != nil {
 		panic("apikeyauth: " + err.Error())
+	}
+	if len(tags) > 0 {
+		all, err := checkTags(m.routeTag, append(slices.Clip(m.tags), tags...))
+		if err != nil {
+			panic("apikeyauth: tags: " + err.Error())
+		}
+		req.tags = all
 	}
 	req.scopeList = strings.Join(req.scopes, " ")
 	return func(next http.Handler) http.Handler {
@@ -270,6 +317,7 @@ type requirement struct {
 	scopes    []string
 	scopeList string // for WWW-Authenticate
 	cost      int
+	tags      []string // Config.Tags and the handler's: sent with every verify call
 }
 
 // normalizeScopes sorts and deduplicates a copy, so that the same requirement written in
@@ -292,7 +340,7 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		m.refuse(w, CodeMalformed, Result{}, req)
 		return
 	}
-	res, err := m.verify(r.Context(), key, req.scopes, clientIP, req.cost)
+	res, err := m.verify(r.Context(), key, req.scopes, clientIP, req.cost, m.tagsFor(r, req))
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client went away; nobody reads the answer and Vault is not to blame.

@@ -112,7 +112,8 @@ func newCacheKey(key string, required []string, clientIP netip.Addr, cost int) c
 // HTTP, for other protocols. A key that does not parse is MALFORMED without a Vault
 // call; once clientIP has spent its failure budget, a result that is not cached is
 // TOO_MANY_FAILURES without a Vault call (Result.RetryAfter says for how long). A non-nil error wraps ErrUnavailable, is ctx's error when ctx ended first, or
-// reports invalid scopes or cost; it never contains the key.
+// reports invalid scopes or cost; it never contains the key. The call carries
+// Config.Tags (no route tag: there is no request).
 func (m *Middleware) Verify(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
 	if _, err := keyformat.Parse(key); err != nil {
 		m.noteRefusal(clientIP, CodeMalformed)
@@ -125,12 +126,12 @@ func (m *Middleware) Verify(ctx context.Context, key string, required []string, 
 	if err := scopes.Validate(required); err != nil {
 		return Result{}, fmt.Errorf("apikeyauth: %w", err)
 	}
-	return m.verify(ctx, key, required, clientIP, cost)
+	return m.verify(ctx, key, required, clientIP, cost, m.tags)
 }
 
-// verify is Verify for checked, normalized arguments.
-func (m *Middleware) verify(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
-	res, err := m.lookup(ctx, key, required, clientIP, cost)
+// verify is Verify for checked, normalized arguments, with the tags a verify call carries.
+func (m *Middleware) verify(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int, tags []string) (Result, error) {
+	res, err := m.lookup(ctx, key, required, clientIP, cost, tags)
 	if err == nil {
 		m.noteRefusal(clientIP, res.Code)
 	}
@@ -144,8 +145,11 @@ func (m *Middleware) noteRefusal(clientIP netip.Addr, code string) {
 	}
 }
 
-// lookup answers from the cache, else (budget permitting) from Vault.
-func (m *Middleware) lookup(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
+// lookup answers from the cache, else (budget permitting) from Vault. tags are not part
+// of the cache key: they label the call in Vault's counts but never change its answer,
+// so a result serves requests with other tags, and collapsed requests share the call
+// (and the tags) of the one that led it.
+func (m *Middleware) lookup(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int, tags []string) (Result, error) {
 	ck := newCacheKey(key, required, clientIP, cost)
 	if res, ok := m.cached(ck); ok {
 		return res, nil
@@ -164,7 +168,7 @@ func (m *Middleware) lookup(ctx context.Context, key string, required []string, 
 			return res, nil
 		}
 		// The call serves every collapsed request: one caller giving up must not cancel it.
-		res, err := m.callVault(context.WithoutCancel(ctx), key, required, clientIP, cost)
+		res, err := m.callVault(context.WithoutCancel(ctx), key, required, clientIP, cost, tags)
 		if err == nil {
 			m.store(ck, res)
 		}
@@ -181,7 +185,7 @@ func (m *Middleware) lookup(ctx context.Context, key string, required []string, 
 		if !led && res.Valid && res.Metered {
 			// Vault counted one use, for the request that led the call. This request is
 			// another use and must be counted (and possibly refused) by Vault itself.
-			return m.callVault(ctx, key, required, clientIP, cost)
+			return m.callVault(ctx, key, required, clientIP, cost, tags)
 		}
 		return res, nil
 	}
@@ -269,13 +273,13 @@ func (m *Middleware) cacheTTL(res Result, now time.Time) time.Duration {
 
 // callVault makes one verify call. Errors are built from scratch, never wrapped, and the
 // key is cut out of their text, so that nothing Vault or the transport might echo leaks.
-func (m *Middleware) callVault(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int) (Result, error) {
+func (m *Middleware) callVault(ctx context.Context, key string, required []string, clientIP netip.Addr, cost int, tags []string) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.verifyTimeout)
 	defer cancel()
 	// One request_id per call: the API client resends the same body when it retries
 	// after a 5xx, and verify answers a repeated request_id from its memory instead of
 	// charging the key a second time.
-	data := verifyapi.Request{APIKey: key, Scopes: required, ClientIP: clientIP, Cost: cost, RequestID: newRequestID()}.Data()
+	data := verifyapi.Request{APIKey: key, Scopes: required, ClientIP: clientIP, Cost: cost, RequestID: newRequestID(), Tags: tags}.Data()
 	start := time.Now()
 	secret, err := m.client.Logical().WriteWithContext(ctx, m.verifyPath, data)
 	if err == nil {

@@ -105,7 +105,7 @@ func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logg
 
 	routes := o.routes
 	if routes == nil {
-		// No config file: one route for everything, any valid key.
+		// No config file: one route for everything, any valid key, and no route tag.
 		routes = []routeConfig{{PathPrefix: "/"}}
 	}
 	for _, rc := range routes {
@@ -115,7 +115,12 @@ func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logg
 			if rc.Cost != nil {
 				cost = *rc.Cost
 			}
-			h = mw.RequireCost(cost, rc.Scopes...)(forward)
+			var tags []string
+			if o.routeTag != "" && o.routes != nil {
+				// Checked by parseOptions: RequireCostTagged does not panic.
+				tags = []string{o.routeTag + "=" + rc.tagValue()}
+			}
+			h = mw.RequireCostTagged(cost, tags, rc.Scopes...)(forward)
 		}
 		key := routeKey(rc.PathPrefix)
 		g.routes[key] = append(g.routes[key], &route{prefix: rc.PathPrefix, methods: rc.Methods, handler: h})

@@ -34,6 +34,7 @@ import (
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usagestats"
 )
 
 func TestApplyHeaderRules(t *testing.T) {
@@ -117,6 +118,7 @@ type fakeVault struct {
 	mu      sync.Mutex
 	answers map[string]map[string]any // by api_key
 	scopes  []string                  // of the last call
+	tags    []string                  // of the last call; nil: no tags field
 }
 
 func newFakeVault(t *testing.T) *fakeVault {
@@ -130,12 +132,21 @@ func newFakeVault(t *testing.T) *fakeVault {
 		var req struct {
 			APIKey string   `json:"api_key"`
 			Scopes []string `json:"scopes"`
+			Tags   []string `json:"tags"`
 		}
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		fv.mu.Lock()
 		data, ok := fv.answers[req.APIKey]
 		fv.scopes = req.Scopes
+		fv.tags = req.Tags
 		fv.mu.Unlock()
+		// Like the engine: a bad tag is a 400, which the gateway answers with 503.
+		if _, err := usagestats.ParseTags(req.Tags); err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]any{"errors": []string{err.Error()}})
+			return
+		}
 		if !ok {
 			data = map[string]any{"valid": false, "code": "NOT_FOUND"}
 		}
@@ -150,6 +161,12 @@ func (fv *fakeVault) lastScopes() []string {
 	fv.mu.Lock()
 	defer fv.mu.Unlock()
 	return fv.scopes
+}
+
+func (fv *fakeVault) lastTags() []string {
+	fv.mu.Lock()
+	defer fv.mu.Unlock()
+	return fv.tags
 }
 
 // issue makes the fake Vault answer for a new key: VALID when the requested scopes are
@@ -386,6 +403,49 @@ func TestGatewayRoutes(t *testing.T) {
 	}
 }
 
+// TestGatewayRouteTag: with -route-tag, each verify body carries NAME=<the route's tag>
+// (its "tag", else its path_prefix); without it, or without a config file, no tags. The
+// cache is off so that every request reaches the fake Vault, which refuses bad tags
+// with a 400 as the engine does.
+func TestGatewayRouteTag(t *testing.T) {
+	routes, err := parseRoutes([]byte(`{"routes": [
+		{"path_prefix": "/orders", "methods": ["GET"], "scopes": ["orders:read"], "tag": "orders-read"},
+		{"path_prefix": "/orders", "methods": ["POST"], "scopes": ["orders:write"]},
+		{"path_prefix": "/reports/", "tag": "{reports}"}
+	]}`))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name     string
+		routes   []routeConfig
+		routeTag string
+		method   string
+		path     string
+		// wantStatus 404: no route, so no verify call at all.
+		wantStatus int
+		wantTags   []string // nil: no tags field
+	}{
+		{name: "explicit tag", routes: routes, routeTag: "route", method: "GET", path: "/orders/7", wantStatus: 200, wantTags: []string{"route=orders-read"}},
+		{name: "path_prefix by default", routes: routes, routeTag: "route", method: "POST", path: "/orders", wantStatus: 200, wantTags: []string{"route=/orders"}},
+		{name: "another name, not the request path", routes: routes, routeTag: "endpoint", method: "GET", path: "/reports/q1", wantStatus: 200, wantTags: []string{"endpoint={reports}"}},
+		{name: "no route: no verify, no tag", routes: routes, routeTag: "route", method: "GET", path: "/elsewhere", wantStatus: 404},
+		{name: "-route-tag off", routes: routes, method: "GET", path: "/orders/7", wantStatus: 200},
+		{name: "no config file: no route to tag", routeTag: "route", method: "GET", path: "/orders/7", wantStatus: 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := newTestGateway(t, options{stripCredentials: true, routes: tc.routes, routeTag: tc.routeTag, cacheSize: -1}, true)
+			key := tg.vault.issue(t, "AbCdEfGhIjKlMnOp", "orders:read", "orders:write")
+			rec := tg.do(tc.method, tc.path, http.Header{"X-Api-Key": {key}})
+			require.Equal(t, tc.wantStatus, rec.Code, rec.Body.String())
+			if tc.wantStatus == http.StatusNotFound {
+				require.Zero(t, tg.vault.calls.Load(), "refused before verify")
+				return
+			}
+			require.EqualValues(t, 1, tg.vault.calls.Load())
+			require.Equal(t, tc.wantTags, tg.vault.lastTags())
+		})
+	}
+}
+
 func TestGatewayWrongScopeIsForbidden(t *testing.T) {
 	routes, err := parseRoutes([]byte(`{"routes": [{"path_prefix": "/admin", "scopes": ["admin:all"]}]}`))
 	require.NoError(t, err)
@@ -540,6 +600,15 @@ func TestRunServesTLS(t *testing.T) {
 
 	err = run(context.Background(), []string{"-upstream", up.srv.URL, "-auth=false", "-tls-cert-file", keyFile, "-tls-key-file", keyFile}, envFrom(nil), io.Discard)
 	require.ErrorContains(t, err, "-tls-cert-file", "a bad certificate stops start-up")
+}
+
+// TestRunRefusesBadRouteTag: a tag verify would refuse stops start-up, naming the route,
+// instead of turning every request on that route into a 503.
+func TestRunRefusesBadRouteTag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "routes.json")
+	require.NoError(t, os.WriteFile(file, []byte(`{"routes":[{"path_prefix":"/a"},{"path_prefix":"/b","tag":"b c"}]}`), 0o600))
+	err := run(context.Background(), []string{"-upstream", "http://127.0.0.1:9", "-listen", "127.0.0.1:0", "-config", file, "-route-tag", "route"}, envFrom(nil), io.Discard)
+	require.ErrorContains(t, err, `route 2 ("/b"): tag "b c"`)
 }
 
 // selfSignedCert writes a certificate for 127.0.0.1 and its key to PEM files.

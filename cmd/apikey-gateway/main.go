@@ -124,7 +124,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		served <- srv.Serve(ln)
 	}()
 	logger.Info("listening", "addr", ln.Addr().String(), "tls", o.tlsCertFile != "", "upstream", o.upstream.Redacted(),
-		"auth", o.auth, "vault_addr", vaultAddr, "mount", o.mount, "routes", len(o.routes),
+		"auth", o.auth, "vault_addr", vaultAddr, "mount", o.mount, "routes", len(o.routes), "route_tag", o.routeTag,
 		"cache_ttl", o.cacheTTL.String(), "trusted_proxies", len(o.trustedProxies))
 
 	select {

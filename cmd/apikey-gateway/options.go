@@ -19,6 +19,7 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/clientaddr"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usagestats"
 )
 
 // envPrefix + the flag name in upper case with "-" as "_" is each flag's environment
@@ -61,6 +62,10 @@ type options struct {
 	failureBudget     int
 	failureWindow     time.Duration
 	failureBudgetSize int
+
+	// routeTag is the name of the tag that carries each route's tag value to verify;
+	// "": no route tag.
+	routeTag string
 }
 
 // standardMethods are the methods accepted by default: the ones APIs use. Everything else
@@ -94,6 +99,7 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 	fs.StringVar(&upstream, "upstream", "", "base URL of the service to protect (required), e.g. http://127.0.0.1:9000")
 	fs.StringVar(&o.mount, "mount", apikeyauth.DefaultMount, "path the apikey secrets engine is enabled at")
 	fs.StringVar(&o.configPath, "config", "", "JSON file with routes (path prefix, methods, required scopes); none: any valid key may call any path")
+	fs.StringVar(&o.routeTag, "route-tag", "", "tag NAME: send NAME=<the route's tag> with every verify, for the engine's usage counts per tag (empty: off); without -config no request is tagged")
 	fs.StringVar(&trustedProxies, "trusted-proxies", "", "comma-separated CIDRs (or IPs) of proxies in front of the gateway whose X-Forwarded-For is believed")
 	fs.DurationVar(&o.cacheTTL, "cache-ttl", apikeyauth.DefaultCacheTTL, "longest a VALID verify result is reused, and so how late a revocation may take effect (negative: no caching of VALID results)")
 	fs.DurationVar(&o.negativeCacheTTL, "negative-cache-ttl", apikeyauth.DefaultNegativeCacheTTL, "how long a refusal is reused (negative: not at all)")
@@ -188,6 +194,11 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 	if o.failureBudget == 0 || o.failureBudgetSize <= 0 {
 		return options{}, errors.New("-failure-budget must not be 0 (negative: no budget) and -failure-budget-size must be positive")
 	}
+	if o.routeTag != "" {
+		if err := checkTagPart(usagestats.Tag{Name: o.routeTag, Value: "route"}); err != nil {
+			return options{}, fmt.Errorf("-route-tag %.80q: %w", o.routeTag, err)
+		}
+	}
 	if o.configPath != "" {
 		if o.routes, err = loadRoutes(o.configPath); err != nil {
 			return options{}, err
@@ -196,6 +207,13 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 			for _, m := range r.Methods {
 				if !slices.Contains(o.methods, m) {
 					return options{}, fmt.Errorf("-config %s: route %d (%.60q): method %s is not in -methods", o.configPath, i+1, r.PathPrefix, m)
+				}
+			}
+			// An explicit tag was checked with the file; a path_prefix is a tag value only
+			// with -route-tag.
+			if o.routeTag != "" && r.Tag == "" {
+				if err := checkTagPart(usagestats.Tag{Name: o.routeTag, Value: r.PathPrefix}); err != nil {
+					return options{}, fmt.Errorf("-config %s: route %d (%.60q): the path_prefix is not a valid -route-tag value (%w): give the route a \"tag\"", o.configPath, i+1, r.PathPrefix, err)
 				}
 			}
 		}
@@ -269,6 +287,27 @@ type routeConfig struct {
 	Scopes     []string `json:"scopes,omitempty"`
 	// Cost is counted against the key's max_uses per request (default 1).
 	Cost *int `json:"cost,omitempty"`
+	// Tag is the value verify gets for the -route-tag name with this route's requests;
+	// "": PathPrefix.
+	Tag string `json:"tag,omitempty"`
+}
+
+// tagValue is the route's value of the -route-tag tag.
+func (r routeConfig) tagValue() string {
+	if r.Tag != "" {
+		return r.Tag
+	}
+	return r.PathPrefix
+}
+
+// checkTagPart checks t as verify checks a tag (usagestats), and returns only the
+// reason, for errors that name the flag or route themselves.
+func checkTagPart(t usagestats.Tag) error {
+	err := t.Validate()
+	if te, ok := errors.AsType[*usagestats.TagError](err); ok {
+		return errors.New(te.Reason)
+	}
+	return err
 }
 
 func loadRoutes(file string) ([]routeConfig, error) {
@@ -343,6 +382,12 @@ func checkRoute(r *routeConfig) error {
 	}
 	if r.Cost != nil && *r.Cost < 0 {
 		return errors.New("cost must be 0 or more")
+	}
+	if r.Tag != "" {
+		// Checked whatever -route-tag is, so that turning it on later cannot break start-up.
+		if err := checkTagPart(usagestats.Tag{Name: "route", Value: r.Tag}); err != nil {
+			return fmt.Errorf("tag %.60q: %w", r.Tag, err)
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +144,10 @@ func TestConfigFileErrors(t *testing.T) {
 		{name: "same prefix, any method twice", json: `{"routes":[{"path_prefix":"/a"},{"path_prefix":"/a"}]}`, wantErr: "same path prefix"},
 		{name: "bad scope", json: `{"routes":[{"path_prefix":"/a","scopes":["a b"]}]}`, wantErr: "scopes"},
 		{name: "negative cost", json: `{"routes":[{"path_prefix":"/a","cost":-1}]}`, wantErr: "cost must be 0 or more"},
+		{name: "tag with a space", json: `{"routes":[{"path_prefix":"/a","tag":"a b"}]}`, wantErr: `route 1 ("/a"): tag "a b": value byte ' '`},
+		{name: "tag with =", json: `{"routes":[{"path_prefix":"/a","tag":"a=b"}]}`, wantErr: `tag "a=b"`},
+		{name: "tag too long", json: `{"routes":[{"path_prefix":"/a","tag":"` + strings.Repeat("t", 129) + `"}]}`, wantErr: "value longer than 128 bytes"},
+		{name: "tag not a string", json: `{"routes":[{"path_prefix":"/a","tag":1}]}`, wantErr: "cannot unmarshal number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseRoutes([]byte(tc.json))
@@ -225,4 +230,52 @@ func TestTrailingSlashRoutesAreTheSamePrefix(t *testing.T) {
 	require.ErrorContains(t, err, "same path prefix and method")
 	_, err = parseRoutes([]byte(`{"routes":[{"path_prefix":"/a/","methods":["GET"]},{"path_prefix":"/a","methods":["POST"]}]}`))
 	require.NoError(t, err)
+}
+
+// TestOptionsRouteTag: -route-tag and the routes' tags are checked at start-up as
+// verify checks tags, so that no route's requests all fail with a 400 from Vault.
+func TestOptionsRouteTag(t *testing.T) {
+	const up = "http://127.0.0.1:9000"
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		file := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(file, []byte(body), 0o600))
+		return file
+	}
+	good := write("good.json", `{"routes":[{"path_prefix":"/orders","tag":"orders"},{"path_prefix":"/"}]}`)
+	spacePrefix := write("space.json", `{"routes":[{"path_prefix":"/a"},{"path_prefix":"/my orders"}]}`)
+	spacePrefixTagged := write("space-tagged.json", `{"routes":[{"path_prefix":"/my orders","tag":"my-orders"}]}`)
+	for _, tc := range []struct {
+		name         string
+		args         []string
+		env          map[string]string
+		wantRouteTag string
+		wantErr      string // "": accepted
+	}{
+		{name: "off by default", args: []string{"-config", good}},
+		{name: "flag", args: []string{"-config", good, "-route-tag", "route"}, wantRouteTag: "route"},
+		{name: "environment", env: map[string]string{"APIKEY_GATEWAY_ROUTE_TAG": "endpoint"}, args: []string{"-config", good}, wantRouteTag: "endpoint"},
+		{name: "without -config: accepted, nothing to tag", args: []string{"-route-tag", "route"}, wantRouteTag: "route"},
+		{name: "not a tag name", args: []string{"-route-tag", "Route"}, wantErr: `-route-tag "Route": name byte 'R'`},
+		{name: "name with =", args: []string{"-route-tag", "route=x"}, wantErr: `-route-tag "route=x"`},
+		{name: "path_prefix no valid value: the route is named", args: []string{"-config", spacePrefix, "-route-tag", "route"},
+			wantErr: `route 2 ("/my orders"): the path_prefix is not a valid -route-tag value`},
+		{name: "path_prefix no valid value, -route-tag off: not a tag", args: []string{"-config", spacePrefix}},
+		{name: "path_prefix no valid value, but the route has a tag", args: []string{"-config", spacePrefixTagged, "-route-tag", "route"}, wantRouteTag: "route"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseOptions(append([]string{"-upstream", up}, tc.args...), envFrom(tc.env), io.Discard)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.wantRouteTag, o.routeTag)
+		})
+	}
+
+	o, err := parseOptions([]string{"-upstream", up, "-config", good}, envFrom(nil), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "orders", o.routes[0].tagValue())
+	require.Equal(t, "/", o.routes[1].tagValue(), "the path_prefix when there is no tag")
 }

@@ -78,10 +78,31 @@ func TestDecodeResponseRefusesBrokenContracts(t *testing.T) {
 	}
 }
 
+// TestRequestData: optional fields are sent only when set, so that a caller without
+// scopes, address, request id or tags sends what older engines already accept.
 func TestRequestData(t *testing.T) {
-	require.Equal(t, map[string]any{FieldAPIKey: "k", FieldCost: 0}, Request{APIKey: "k"}.Data())
-	full := Request{APIKey: "k", Scopes: []string{"a"}, ClientIP: netip.MustParseAddr("10.0.0.1"), Cost: 3, RequestID: "r1"}.Data()
-	require.Equal(t, map[string]any{FieldAPIKey: "k", FieldCost: 3, FieldScopes: []string{"a"}, FieldClientIP: "10.0.0.1", FieldRequestID: "r1"}, full)
+	for _, tc := range []struct {
+		name string
+		req  Request
+		want map[string]any
+	}{
+		{name: "key only", req: Request{APIKey: "k"}, want: map[string]any{FieldAPIKey: "k", FieldCost: 0}},
+		{name: "empty scopes and tags are left out", req: Request{APIKey: "k", Scopes: []string{}, Tags: []string{}}, want: map[string]any{FieldAPIKey: "k", FieldCost: 0}},
+		{name: "tags only", req: Request{APIKey: "k", Cost: 1, Tags: []string{"route=/orders/{id}"}}, want: map[string]any{FieldAPIKey: "k", FieldCost: 1, FieldTags: []string{"route=/orders/{id}"}}},
+		{
+			name: "every field",
+			req:  Request{APIKey: "k", Scopes: []string{"a"}, ClientIP: netip.MustParseAddr("10.0.0.1"), Cost: 3, RequestID: "r1", Tags: []string{"region=eu", "route=/orders"}},
+			want: map[string]any{FieldAPIKey: "k", FieldCost: 3, FieldScopes: []string{"a"}, FieldClientIP: "10.0.0.1", FieldRequestID: "r1", FieldTags: []string{"region=eu", "route=/orders"}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, tc.req.Data())
+		})
+	}
+	// On the wire, tags are a JSON array under "tags", in the order given.
+	b, err := json.Marshal(Request{APIKey: "k", Tags: []string{"b=2", "a=1"}}.Data())
+	require.NoError(t, err)
+	require.JSONEq(t, `{"api_key":"k","cost":0,"tags":["b=2","a=1"]}`, string(b))
 }
 
 func TestCodesAreInCheckOrder(t *testing.T) {
