@@ -27,13 +27,19 @@ unit-test:
 
 GATEWAY_BIN := $(BIN_DIR)/apikey-gateway
 
+# The plugin with a clock tests can move (build tag testclock, testclock_on.go), for the
+# integration tests that script a day of traffic. Never released.
+TESTCLOCK_PLUGIN_BIN := $(BIN_DIR)/$(PLUGIN_NAME)-testclock
+
 # Runs against a real Vault server and the freshly built plugin and gateway binaries.
 # The Vault binary is resolved first (and built on first use) so that a failure there stops
 # here instead of starting the tests without a server.
 integration-test: build
+	CGO_ENABLED=0 $(GO) build -trimpath -tags testclock -o $(TESTCLOCK_PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
 	@vault_bin="$$(scripts/vault-bin.sh)" && \
 	echo "VAULT_BIN=$$vault_bin PLUGIN_BIN=$(PLUGIN_BIN) GATEWAY_BIN=$(GATEWAY_BIN)" && \
 	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" GATEWAY_BIN="$(GATEWAY_BIN)" \
+		TESTCLOCK_PLUGIN_BIN="$(TESTCLOCK_PLUGIN_BIN)" \
 		$(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...
 
 # The Go microbenchmarks, then the load harness (bench/load): a Vault dev server with the

@@ -20,6 +20,7 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/lru"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/ratelimit"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usagestats"
 )
 
 // maxCachedRoles bounds the role cache; a role past it is read from storage.
@@ -42,6 +43,9 @@ const (
 	// configSecretKey holds the per-mount HMAC secret. It is seal-wrapped and no path
 	// ever returns it.
 	configSecretKey = "config/secret"
+	// usagePrefix holds the usage counts (usage_store.go). LocalStorage like keys/: each
+	// cluster counts the verifications it answered.
+	usagePrefix = "usage/"
 )
 
 // Factory is the plugin's logical.Factory.
@@ -88,6 +92,18 @@ type backend struct {
 	rateLimiter *ratelimit.Limiter
 	// usage counts uses in memory; PeriodicFunc flushes them to the key records.
 	usage *usage.Tracker
+	// stats counts verify outcomes over time in memory; PeriodicFunc flushes them under
+	// usage/ (usage_store.go). statsFlushMu serialises flushes.
+	stats        *usagestats.Recorder
+	statsFlushMu sync.Mutex
+	// countingOff mirrors settings.UsageCountingOff for verify's hot path.
+	countingOff atomic.Bool
+	// counters are the process's event counters for the metrics path.
+	counters *engineCounters
+	// inventory caches the key gauges of the metrics path.
+	inventory inventoryCache
+	// clock is time.Now except in builds with the testclock tag (testclock_on.go).
+	clock clock
 
 	// lastTidy is when the periodic tidy last ran on this node (guarded by stateMu).
 	lastTidy time.Time
@@ -104,23 +120,27 @@ func newBackend() *backend {
 		roleCache:     lru.New[string, *role](maxCachedRoles),
 		rateLimiter:   ratelimit.New(maxRateBuckets),
 		usage:         usage.NewTracker(),
+		stats:         newRecorder(),
+		counters:      newEngineCounters(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configSecretKey},
-			LocalStorage:    []string{keyPrefix},
+			LocalStorage:    []string{keyPrefix, usagePrefix},
 		},
 		// Vault matches patterns in order and every pattern here is anchored, so none can
-		// shadow another: creds/<role>/rotate and creds/<role> differ by the slash that a
-		// role name cannot contain.
+		// shadow another: creds/<role>/rotate and creds/<role>, keys/<key_id>/usage and
+		// keys/<key_id> differ by the slash that a role name or key_id cannot contain.
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b), pathRotate(b)},
 			pathKeys(b),
-			[]*framework.Path{pathVerify(b), pathTidy(b)},
+			pathUsage(b),
+			[]*framework.Path{pathVerify(b), pathTidy(b), pathMetrics(b)},
+			b.clock.paths(b),
 		),
 		Secrets:           []*framework.Secret{secretAPIKey(b)},
 		WALRollback:       b.walRollback,

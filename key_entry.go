@@ -76,11 +76,14 @@ func (b *backend) storageKeyEntry(ctx context.Context, s logical.Storage, keyID 
 // drop the cache entry.
 func (b *backend) cachedKeyEntry(ctx context.Context, s logical.Storage, keyID string) (*keyEntry, error) {
 	if k, ok := b.keyCache.Get(keyID); ok {
+		b.counters.cacheHits.Add(1)
 		return k, nil
 	}
 	if _, unknown := b.unknownKeys.Get(keyID); unknown {
+		b.counters.cacheHits.Add(1)
 		return nil, nil
 	}
+	b.counters.cacheMisses.Add(1)
 	generation := b.keyCache.Generation()
 	unknownGeneration := b.unknownKeys.Generation()
 	k, err := b.storageKeyEntry(ctx, s, keyID)

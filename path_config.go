@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usagestats"
 )
 
 const (
@@ -24,6 +26,12 @@ type settings struct {
 	TidySafetyBuffer time.Duration `json:"tidy_safety_buffer"`
 	// TidyInterval is how often the periodic tidy runs; 0 turns it off.
 	TidyInterval time.Duration `json:"tidy_interval"`
+	// UsageHours and UsageDays are how many hourly and daily buckets of verify outcomes
+	// are kept (0: the defaults). UsageCountingOff stops counting them (the zero value
+	// counts, so settings stored before counting existed count too).
+	UsageHours       int  `json:"usage_hours,omitempty"`
+	UsageDays        int  `json:"usage_days,omitempty"`
+	UsageCountingOff bool `json:"usage_counting_off,omitempty"`
 }
 
 const (
@@ -61,6 +69,21 @@ func pathConfig(b *backend) *framework.Path {
 				Description: "How often tidy runs by itself; 0 turns the periodic run off. Default 1h.",
 				Default:     int(defaultTidyInterval.Seconds()),
 			},
+			"usage_hours": {
+				Type:        framework.TypeInt,
+				Description: fmt.Sprintf("How many hours of hourly usage buckets are kept (1-%d). Default %d.", usagestats.MaxHours, usagestats.DefaultHours),
+				Default:     usagestats.DefaultHours,
+			},
+			"usage_days": {
+				Type:        framework.TypeInt,
+				Description: fmt.Sprintf("How many days of daily usage buckets are kept (1-%d). Default %d.", usagestats.MaxDays, usagestats.DefaultDays),
+				Default:     usagestats.DefaultDays,
+			},
+			"usage_counting": {
+				Type:        framework.TypeBool,
+				Description: "Whether verify outcomes are counted over time (keys/<key_id>/usage, usage, metrics). Default true.",
+				Default:     true,
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -70,6 +93,9 @@ func pathConfig(b *backend) *framework.Path {
 					"cache_size":         {Type: framework.TypeInt, Description: "How many key records verify keeps in memory (per node)."},
 					"tidy_safety_buffer": {Type: framework.TypeDurationSecond, Description: "How long past expiry a key record is kept before tidy removes it (seconds)."},
 					"tidy_interval":      {Type: framework.TypeDurationSecond, Description: "How often tidy runs by itself (seconds; 0 = never)."},
+					"usage_hours":        {Type: framework.TypeInt, Description: "Hours of hourly usage buckets kept."},
+					"usage_days":         {Type: framework.TypeInt, Description: "Days of daily usage buckets kept."},
+					"usage_counting":     {Type: framework.TypeBool, Description: "Whether verify outcomes are counted over time."},
 				}),
 			},
 			logical.UpdateOperation: &framework.PathOperation{
@@ -101,10 +127,7 @@ func (b *backend) getSettings(ctx context.Context, s logical.Storage) (*settings
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
 	}
-	b.stateMu.Lock()
-	b.settings = loaded
-	b.stateMu.Unlock()
-	b.keyCache.Resize(loaded.CacheSize)
+	b.applySettings(loaded)
 	return loaded, nil
 }
 
@@ -113,10 +136,14 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	if err != nil {
 		return nil, err
 	}
+	ucfg := cur.usageConfig()
 	return &logical.Response{Data: map[string]interface{}{
 		"cache_size":         cur.CacheSize,
 		"tidy_safety_buffer": int64(cur.TidySafetyBuffer.Seconds()),
 		"tidy_interval":      int64(cur.TidyInterval.Seconds()),
+		"usage_hours":        ucfg.Hours,
+		"usage_days":         ucfg.Days,
+		"usage_counting":     !cur.UsageCountingOff,
 	}}, nil
 }
 
@@ -144,6 +171,19 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if next.CacheSize < 1 || next.CacheSize > maxCacheSize {
 		return logical.ErrorResponse("cache_size must be between 1 and %d", maxCacheSize), nil
 	}
+	if v, ok := d.GetOk("usage_hours"); ok {
+		if next.UsageHours = v.(int); next.UsageHours < 1 || next.UsageHours > usagestats.MaxHours {
+			return logical.ErrorResponse("usage_hours must be between 1 and %d", usagestats.MaxHours), nil
+		}
+	}
+	if v, ok := d.GetOk("usage_days"); ok {
+		if next.UsageDays = v.(int); next.UsageDays < 1 || next.UsageDays > usagestats.MaxDays {
+			return logical.ErrorResponse("usage_days must be between 1 and %d", usagestats.MaxDays), nil
+		}
+	}
+	if v, ok := d.GetOk("usage_counting"); ok {
+		next.UsageCountingOff = !v.(bool)
+	}
 
 	entry, err := logical.StorageEntryJSON(configSettingsKey, &next)
 	if err != nil {
@@ -152,11 +192,17 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err := req.Storage.Put(ctx, entry); err != nil {
 		return nil, fmt.Errorf("storing config: %w", err)
 	}
-	b.stateMu.Lock()
-	b.settings = &next
-	b.stateMu.Unlock()
-	b.keyCache.Resize(next.CacheSize)
+	b.applySettings(&next)
 	return nil, nil
+}
+
+// applySettings makes cur the settings in force on this node.
+func (b *backend) applySettings(cur *settings) {
+	b.stateMu.Lock()
+	b.settings = cur
+	b.stateMu.Unlock()
+	b.keyCache.Resize(cur.CacheSize)
+	b.countingOff.Store(cur.UsageCountingOff)
 }
 
 const configHelpSyn = `Configure the apikey secrets engine.`
@@ -164,6 +210,9 @@ const configHelpSyn = `Configure the apikey secrets engine.`
 const configHelpDesc = `
 Settings of this mount. cache_size bounds how many key records verify keeps in memory on
 each node. tidy_safety_buffer is how long past expiry a key record stays before tidy
-removes it; tidy_interval is how often tidy runs by itself (0 = never). The mount's HMAC secret is generated on first use, stored apart (barrier-encrypted;
+removes it; tidy_interval is how often tidy runs by itself (0 = never). usage_hours and usage_days
+are how long hourly and daily counts of verify outcomes are kept (default 48 hours and
+90 days; see keys/<key_id>/usage and usage); usage_counting=false stops counting them.
+The mount's HMAC secret is generated on first use, stored apart (barrier-encrypted;
 seal-wrapped too on Vault Enterprise), and never returned by this or any other path.
 `

@@ -173,6 +173,7 @@ func (b *backend) issueKey(ctx context.Context, req *logical.Request, issue issu
 	if err := b.putKeyEntry(ctx, req.Storage, ik.record); err != nil {
 		return nil, err
 	}
+	b.counters.issued(ik.record.Role)
 	return b.leaseResponse(ik), nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,8 +28,9 @@ func pathKeys(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "keys",
 			},
+			Fields: keysListFields(),
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeysList, Responses: listResponse(true)},
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeysList, Responses: pagedListResponse()},
 			},
 			HelpSynopsis:    strings.TrimSpace(keysListHelpSyn),
 			HelpDescription: strings.TrimSpace(keysListHelpDesc),
@@ -81,33 +83,142 @@ func keyIDFrom(d *framework.FieldData) (string, *logical.Response) {
 	return id, nil
 }
 
-func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+// keysListFields are the filters and paging of the keys/ LIST. All but metadata are
+// TypeString because key_filter.go parses them: see there.
+func keysListFields() map[string]*framework.FieldSchema {
+	statuses := make([]interface{}, 0, 4)
+	for _, s := range keyStatusNames() {
+		statuses = append(statuses, s)
+	}
+	return map[string]*framework.FieldSchema{
+		"role": {
+			Type:        framework.TypeString,
+			Description: "Only keys issued from this role.",
+			Query:       true,
+		},
+		"status": {
+			Type: framework.TypeString,
+			Description: "Only keys with this status: disabled, else expired (past expires_at), " +
+				"else rotated (rotated out, still in its grace period), else active.",
+			AllowedValues: statuses,
+			Query:         true,
+		},
+		"expiring_within": {
+			Type:        framework.TypeString,
+			Description: "Only keys not yet expired that expire within this duration (such as 168h, 7d, or seconds).",
+			Query:       true,
+		},
+		"unused_for": {
+			Type:        framework.TypeString,
+			Description: "Only keys not used for this duration (such as 2160h, 90d, or seconds); a key never used counts from its creation.",
+			Query:       true,
+		},
+		"never_used": {
+			Type:        framework.TypeString,
+			Description: "true: only keys never used; false: only keys used at least once.",
+			Query:       true,
+		},
+		"name": {
+			Type:        framework.TypeString,
+			Description: "Only keys with this name; '*' matches any run of characters (as in ci-*).",
+			Query:       true,
+		},
+		"metadata": {
+			Type:        framework.TypeKVPairs,
+			Description: "Only keys whose metadata has every one of these pairs (key=value, repeatable).",
+			Query:       true,
+		},
+		"after": {
+			Type:        framework.TypeString,
+			Description: "List only key_ids sorted after this one: the next_after of the previous page.",
+			Query:       true,
+		},
+		"limit": {
+			Type:        framework.TypeString,
+			Description: fmt.Sprintf("Most keys one page returns (1 to %d, default %d).", maxKeysListLimit, defaultKeysListLimit),
+			Query:       true,
+		},
+	}
+}
+
+func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	filter, err := keyFilterFromFields(d, b.keyUse)
+	if err != nil {
+		return logical.ErrorResponse("%s", err), nil
+	}
+	page, err := keyPageFromFields(d)
+	if err != nil {
+		return logical.ErrorResponse("%s", err), nil
+	}
 	ids, err := req.Storage.List(ctx, keyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
-	info := make(map[string]interface{}, len(ids))
-	listed := ids[:0]
-	for _, id := range ids {
+	// Folders are not keys; sorting makes pages stable whatever order storage lists in
+	// (Vault's storage has no paged List, so every page lists all ids).
+	ids = slices.DeleteFunc(ids, func(id string) bool { return strings.HasSuffix(id, "/") })
+	slices.Sort(ids)
+	start, found := slices.BinarySearch(ids, page.after)
+	if found {
+		start++
+	}
+
+	now := b.clock.now()
+	keys := make([]string, 0, min(page.limit, len(ids)-start))
+	info := make(map[string]interface{}, cap(keys))
+	next := start
+	// The budget bounds the records read, so a filter that matches little still answers
+	// in bounded time; the client goes on from next_after.
+	for scanned := 0; next < len(ids) && scanned < keysListScanBudget && len(keys) < page.limit; scanned++ {
+		id := ids[next]
+		next++
 		k, err := b.inventoryKeyEntry(ctx, req.Storage, id)
 		if err != nil {
 			return nil, err
 		}
-		if k == nil { // deleted between List and Get
+		if k == nil || !filter.matches(k, now) { // nil: deleted between List and Get
 			continue
 		}
-		listed = append(listed, id)
-		read := b.keyReadData(k)
-		info[id] = map[string]interface{}{
-			"role":         k.Role,
-			"name":         k.Name,
-			"expires_at":   read["expires_at"],
-			"disabled":     k.Disabled,
-			"use_count":    read["use_count"],
-			"last_used_at": read["last_used_at"],
-		}
+		keys = append(keys, id)
+		info[id] = b.keyListInfo(k, now)
 	}
-	return logical.ListResponseWithInfo(listed, info), nil
+	resp := logical.ListResponseWithInfo(keys, info)
+	if next < len(ids) {
+		resp.Data["next_after"] = ids[next-1]
+	}
+	return resp, nil
+}
+
+// keyListInfo is what "vault list -detailed" shows about a key.
+func (b *backend) keyListInfo(k *keyEntry, now time.Time) map[string]interface{} {
+	count, lastUsed := b.keyUse(k)
+	return map[string]interface{}{
+		"role":         k.Role,
+		"name":         k.Name,
+		"status":       keyStatus(k, now),
+		"created_at":   k.CreatedAt.UTC().Format(time.RFC3339),
+		"expires_at":   k.validUntil().UTC().Format(time.RFC3339),
+		"disabled":     k.Disabled,
+		"use_count":    count,
+		"last_used_at": formatLastUsed(lastUsed),
+	}
+}
+
+// keyUse returns k's use count and last use, counting uses kept in memory since the
+// last flush.
+func (b *backend) keyUse(k *keyEntry) (count int64, lastUsed time.Time) {
+	if c, last, ok := b.usage.Peek(k.KeyID); ok {
+		return c, last
+	}
+	return k.UseCount, k.LastUsedAt
+}
+
+// formatLastUsed is RFC 3339, or empty for a key never used.
+func formatLastUsed(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // keyRecordFields documents keyReadData.
@@ -132,16 +243,9 @@ func (b *backend) keyReadData(k *keyEntry) map[string]interface{} {
 	data["rate_limit"] = k.RateLimit
 	data["rate_limit_burst"] = k.RateLimitBurst
 	data["max_uses"] = k.MaxUses
-	// Uses counted in memory since the last flush are included.
-	count, lastUsed := k.UseCount, k.LastUsedAt
-	if c, last, ok := b.usage.Peek(k.KeyID); ok {
-		count, lastUsed = c, last
-	}
+	count, lastUsed := b.keyUse(k)
 	data["use_count"] = count
-	data["last_used_at"] = ""
-	if !lastUsed.IsZero() {
-		data["last_used_at"] = lastUsed.UTC().Format(time.RFC3339)
-	}
+	data["last_used_at"] = formatLastUsed(lastUsed)
 	if k.MaxUses > 0 {
 		data["remaining_uses"] = max(k.MaxUses-count, 0)
 	}
@@ -216,12 +320,36 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	return nil, b.deleteKeyEntry(ctx, req.Storage, id)
 }
 
-const keysListHelpSyn = `List issued keys by key_id.`
+const keysListHelpSyn = `List issued keys by key_id, with filters and pages.`
 
 const keysListHelpDesc = `
-Lists the key_id of every key this mount has issued and not yet revoked or tidied.
-"vault list -detailed" also shows each key's role, name, expires_at, disabled flag,
-use_count and last_used_at.
+Lists the key_id of every key this mount has issued and not yet revoked or tidied, in
+key_id order. "vault list -detailed" also shows each key's role, name, status,
+created_at, expires_at, disabled flag, use_count and last_used_at.
+
+Filters (all optional; a key must pass every one given):
+  role=<name>            keys issued from this role
+  status=<status>        active, disabled, expired or rotated: disabled if disabled, else
+                         expired once past expires_at, else rotated if rotated out and in
+                         its grace period, else active (the order verify checks in)
+  expiring_within=<d>    keys not yet expired that expire within d (168h, 7d, seconds)
+  unused_for=<d>         keys whose last use (or creation, if never used) is older than d
+  never_used=true|false  keys never used / used at least once
+  name=<pattern>         the key's name, exactly; '*' matches any run of characters
+  metadata=<k>=<v>       keys whose metadata has this pair (repeat for more pairs)
+Uses counted in memory on this node and not yet flushed count as uses.
+
+Pages: limit=<n> (1-1000, default 100) keys per page. A page reads at most 10000 records,
+so a filter that matches few keys answers in bounded time. When more keys may follow,
+the response has next_after; pass it as after=<key_id> for the next page, until a
+response has no next_after. A page may hold fewer than limit keys, or none, and still
+have a next_after. Every bad value is refused with a 400 naming the field.
+
+"vault list" cannot send these fields, and shows the first page only: send them as
+query parameters, for example
+
+  curl -H "X-Vault-Token: $VAULT_TOKEN" \
+    "$VAULT_ADDR/v1/apikey/keys?list=true&role=ci&unused_for=2160h&limit=500"
 `
 
 const keyHelpSyn = `Read, update or delete one key's record (never the key itself).`

@@ -123,6 +123,7 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	if err != nil {
 		return nil, err
 	}
+	b.counters.rotated(roleName)
 	resp := b.leaseResponse(replacement)
 	resp.Data["old_key_id"] = id
 	resp.Data["old_expires_at"] = retired.InvalidAfter.Format(time.RFC3339)

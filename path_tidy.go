@@ -21,8 +21,9 @@ func pathTidy(b *backend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathTidy, Responses: okResponse(map[string]*framework.FieldSchema{
-				"scanned": {Type: framework.TypeInt, Description: "Key records looked at."},
-				"deleted": {Type: framework.TypeInt, Description: "Key records removed."},
+				"scanned":       {Type: framework.TypeInt, Description: "Key records looked at."},
+				"deleted":       {Type: framework.TypeInt, Description: "Key records removed."},
+				"usage_deleted": {Type: framework.TypeInt, Description: "Usage records of gone keys and roles removed (nothing left within the retention)."},
 			})},
 		},
 		HelpSynopsis:    strings.TrimSpace(tidyHelpSyn),
@@ -37,6 +38,11 @@ func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framewo
 	if err != nil {
 		return nil, err
 	}
+	// Counts in memory go to storage first, so that a tidy leaves storage complete: an
+	// operator can tidy before a planned restart or failover and lose no counts.
+	if err := errors.Join(b.flushUsage(ctx, req.Storage), b.flushStats(ctx, req.Storage)); err != nil {
+		return nil, err
+	}
 	scanned, deleted, err := b.tidy(ctx, req.Storage, cfg.TidySafetyBuffer, time.Now())
 	if errors.Is(err, errTidyRunning) {
 		return logical.ErrorResponse(err.Error()), nil
@@ -44,7 +50,11 @@ func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framewo
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]interface{}{"scanned": scanned, "deleted": deleted}}, nil
+	usageDeleted, err := b.tidyUsage(ctx, req.Storage, cfg.usageConfig(), b.clock.now())
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{"scanned": scanned, "deleted": deleted, "usage_deleted": usageDeleted}}, nil
 }
 
 // tidy deletes records of keys whose lease ended more than buffer ago. The lease end is
@@ -99,7 +109,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby) {
 		return nil
 	}
-	flushErr := b.flushUsage(ctx, req.Storage)
+	flushErr := errors.Join(b.flushUsage(ctx, req.Storage), b.flushStats(ctx, req.Storage))
 
 	cfg, err := b.getSettings(ctx, req.Storage)
 	if err != nil {
@@ -114,6 +124,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	b.stateMu.Unlock()
 	if due {
 		if _, _, err := b.tidy(ctx, req.Storage, cfg.TidySafetyBuffer, now); err != nil && !errors.Is(err, errTidyRunning) {
+			return errors.Join(flushErr, err)
+		}
+		if _, err := b.tidyUsage(ctx, req.Storage, cfg.usageConfig(), b.clock.now()); err != nil {
 			return errors.Join(flushErr, err)
 		}
 	}
@@ -161,5 +174,8 @@ Deletes key records whose lease ended more than tidy_safety_buffer ago (see conf
 reports how many records were scanned and deleted. Vault's lease revocation normally
 deletes records itself; tidy cleans up what revocation could not reach (for example
 records left by a failed revocation). It never removes a key that can still verify.
-It also runs by itself every tidy_interval.
+It also runs by itself every tidy_interval. A tidy first writes the use and usage counts
+held in memory to storage (the periodic function does so about once a minute), then
+removes usage records of revoked keys and deleted roles once nothing in them is within
+usage_days.
 `

@@ -13,6 +13,7 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/clientaddr"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usagestats"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
@@ -44,6 +45,10 @@ func pathVerify(b *backend) *framework.Path {
 				Type:        framework.TypeInt,
 				Description: "How many uses this request counts against the key's max_uses (default 1; 0 checks without counting).",
 				Default:     1,
+			},
+			verifyapi.FieldTags: {
+				Type:        framework.TypeStringSlice,
+				Description: "Optional labels of this check for the usage counts, as name=value (for example route=/orders, region=eu): at most 8; names 1-64 of a-z 0-9 _ . -, values 1-128 printable ASCII without space or '='.",
 			},
 			verifyapi.FieldRequestID: {
 				Type:        framework.TypeString,
@@ -108,8 +113,18 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		return logical.ErrorResponse("request_id must be 1-%d characters of A-Z, a-z, 0-9, _ and -", maxRequestIDLen), nil
 	}
 
+	var tags []usagestats.Tag
+	if raw := d.Get(verifyapi.FieldTags).([]string); len(raw) > 0 {
+		var err error
+		if tags, err = usagestats.ParseTags(raw); err != nil {
+			return logical.ErrorResponse("tags: %s", err), nil
+		}
+	}
+
+	now := b.clock.now()
 	parsed, err := keyformat.Parse(key)
 	if err != nil {
+		b.countVerify("", "", verifyapi.CodeMalformed, tags, clientIP, now)
 		return verifyResult(verifyapi.CodeMalformed), nil
 	}
 	k, err := b.cachedKeyEntry(ctx, req.Storage, parsed.KeyID)
@@ -117,6 +132,7 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		return nil, err
 	}
 	if k == nil {
+		b.countVerify("", "", verifyapi.CodeNotFound, tags, clientIP, now)
 		return verifyResult(verifyapi.CodeNotFound), nil
 	}
 	secret, err := b.getMountSecret(ctx, req.Storage)
@@ -125,10 +141,12 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	}
 	hash := keyHash(secret, key)
 	if secret == nil || !hashesEqual(hash, k.Hash) {
+		// Counted for the key whose id was presented: a run of these is someone
+		// guessing the secret of a known key_id (the caller still learns nothing).
+		b.countVerify(k.KeyID, k.Role, verifyapi.CodeNotFound, tags, clientIP, now)
 		return verifyResult(verifyapi.CodeNotFound), nil
 	}
 
-	now := time.Now()
 	var code string
 	var remaining int64
 	var retryAfter time.Duration
@@ -141,6 +159,7 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	} else {
 		remaining = b.usage.Remaining(account.KeyID, account.MaxUses, account.UseCount)
 	}
+	b.countVerify(k.KeyID, k.Role, code, tags, clientIP, now)
 	publicKey := k.publicKey(now)
 	resp := verifyapi.Response{
 		Valid:      code == verifyapi.CodeValid,
@@ -154,6 +173,20 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		resp.RemainingUses = &remaining
 	}
 	return &logical.Response{Data: resp.Data()}, nil
+}
+
+// countVerify counts one verify outcome in memory for the usage series and the metrics
+// path; the periodic function writes the counts to storage. keyID and role are empty
+// when no key was found.
+func (b *backend) countVerify(keyID, role, code string, tags []usagestats.Tag, clientIP netip.Addr, now time.Time) {
+	if b.countingOff.Load() {
+		return
+	}
+	if idx, ok := usagestats.CodeIndex(code); ok {
+		b.counters.verified(role, idx)
+	}
+	// Record refuses only unknown codes and invalid tags, and both were checked.
+	_ = b.stats.Record(keyID, role, code, tags, clientIP, now)
 }
 
 // maxRotationChain bounds how many replacements accountKey follows.
@@ -280,10 +313,13 @@ is read), NOT_FOUND (unknown, revoked or wrong key; nothing else is returned), D
 EXPIRED, FORBIDDEN_IP (client_ip missing or outside bound_cidrs), INSUFFICIENT_SCOPE,
 RATE_LIMITED (with retry_after in seconds; limits are per key and per Vault node),
 USAGE_EXCEEDED (max_uses spent), VALID (the use is counted). With request_id, a repeat
-of the same check within a minute (a client's retry after a 5xx) is not counted again. For every code after
+of the same check within a minute (a client's retry after a 5xx) is not counted again.
+Every outcome is counted over time per key, role and mount, with the optional tags
+(name=value labels, at most 8) and the client's network; keys/<key_id>/usage, usage and
+metrics read the counts. For every code after
 NOT_FOUND the response also has key_id, role, name, scopes, metadata, expires_at, ttl,
 remaining_uses (keys with max_uses) and rate_limit (rate-limited keys). It never
-contains the key. A missing or empty api_key, or a malformed scope or client_ip, is a 400.
+contains the key. A missing or empty api_key, or a malformed scope, client_ip or tag, is a 400.
 
 To keep key_id and code readable in audit logs while api_key stays HMAC'd:
   vault secrets tune -audit-non-hmac-response-keys=key_id -audit-non-hmac-response-keys=code \

@@ -34,6 +34,17 @@ func listResponse(withInfo bool) map[int][]framework.Response {
 	return okResponse(fields)
 }
 
+// pagedListResponse documents a LIST answer with key_info that may end before the last
+// name: next_after, when present, is where the next page starts.
+func pagedListResponse() map[int][]framework.Response {
+	resp := listResponse(true)
+	resp[http.StatusOK][0].Fields["next_after"] = &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Present when more names may follow: pass it as after to get the next page.",
+	}
+	return resp
+}
+
 // withFields returns a copy of base with extra added; a nil schema in extra removes
 // that field.
 func withFields(base map[string]*framework.FieldSchema, extra map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {

@@ -92,5 +92,8 @@ func (b *backend) secretAPIKeyRevoke(ctx context.Context, req *logical.Request, 
 	if err := b.deleteKeyEntry(ctx, req.Storage, keyID); err != nil {
 		return nil, err
 	}
+	// Vault calls revoke again only after a failure, so each lease counts once.
+	role, _ := req.Secret.InternalData["role"].(string)
+	b.counters.revoked(role)
 	return nil, nil
 }

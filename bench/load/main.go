@@ -327,6 +327,27 @@ func run(ctx context.Context, cfg config) error {
 	}
 	rowValid, rowMalformed, rowLookup, rowNoopPOST := set1[0], set1[1], set1[2], skippedNoop(cfg, set1, 3, "no-op POST")
 
+	// 8. verify with usage counting on ÷ off: the same key shape and the same body (two
+	// tags and a client address, which counting records) on two mounts of the plugin, the
+	// second with usage_counting=false.
+	offMount := cfg.mount + "-counting-off"
+	offKey, err := vs.setupCountingOff(ctx, plugin, offMount, cfg.role, cfg.ttl)
+	if err != nil {
+		return fmt.Errorf("%w; last lines of the Vault log:\n%s", err, vs.LogTail(20))
+	}
+	countedReq := func(mount, key string) request {
+		body := jsonBody(map[string]any{"api_key": key, "cost": 0, "client_ip": "192.0.2.10", "tags": []string{"route=/orders", "region=eu"}})
+		return request{method: http.MethodPost, url: api(mount + "/verify"), header: vaultHeader, bodies: [][]byte{body}, want: http.StatusOK}
+	}
+	set8, err := measureSet(ctx, ld,
+		spec{"verify VALID + tags, counting on", countedReq(cfg.mount, valid), wantValid},
+		spec{"verify VALID + tags, counting off", countedReq(offMount, offKey), wantValid},
+	)
+	if err != nil {
+		return err
+	}
+	rowCountOn, rowCountOff := set8[0], set8[1]
+
 	// 4a. verify over the small key set, while only it is stored.
 	set4a, err := measureSet(ctx, ld, spec{fmt.Sprintf("verify VALID, random of %d keys", len(baseKeys)), verifyReq(baseKeys...), wantValid})
 	if err != nil {
@@ -408,7 +429,7 @@ func run(ctx context.Context, cfg config) error {
 	rowLarge := set4b[0]
 
 	rep.rows = append([]*row{rowValid, rowMalformed, rowLookup, rowNoopPOST, rowCreds, rowToken, rowNoopLease, rowNoopWrite}, breakdownRows...)
-	rep.rows = append(rep.rows, rowSmall, rowLarge, rowGwOn, rowGwOff)
+	rep.rows = append(rep.rows, rowSmall, rowLarge, rowGwOn, rowGwOff, rowCountOn, rowCountOff)
 	rep.ratios = []ratio{
 		rpsRatio("1. verify VALID ÷ verify MALFORMED (req/s)", rowValid, rowMalformed, 0.95),
 		rpsRatio("2. verify VALID ÷ token lookup (req/s)", rowValid, rowLookup, 0),
@@ -418,6 +439,7 @@ func run(ctx context.Context, cfg config) error {
 		rpsRatio("6. verify VALID ÷ no-op POST (req/s)", rowValid, rowNoopPOST, 0),
 		rpsRatio("7. creds issue ÷ no-op lease (req/s)", rowCreds, rowNoopLease, 0.90),
 		rpsRatio("7a. creds issue ÷ no-op lease + 1 write (req/s)", rowCreds, rowNoopWrite, 0),
+		rpsRatio("8. verify, usage counting on ÷ off (req/s)", rowCountOn, rowCountOff, 0.97),
 	}
 	for _, i := range []int{5, 6, 7} {
 		if rep.ratios[i].note == "not measured" && cfg.noopBin == "" {
@@ -441,7 +463,7 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}
 	rep.notes = append(rep.notes,
-		fmt.Sprintf("rows compared by ratios 1-2 and 6, 3 and 7, and 5 were measured interleaved (%d rounds each); 4 compares a row before and one after issuing the keys", max(1, cfg.rounds)),
+		fmt.Sprintf("rows compared by ratios 1-2 and 6, 3 and 7, 5, and 8 were measured interleaved (%d rounds each); 4 compares a row before and one after issuing the keys", max(1, cfg.rounds)),
 		fmt.Sprintf("keys and tokens have ttl = max_ttl = %s, so no lease expires during the run; verify sends cost 0 (no counting); the verify cache holds %d keys", cfg.ttl, cacheSize),
 		"Vault, the plugin processes (engine and no-op), the gateway, the upstream and this load generator share the same CPUs. CPU/req: CPU time of Vault, the plugin processes and the gateway per request (not the load generator's); other CPU: share of the machine used by processes outside the benchmark while the row was measured",
 		fmt.Sprintf("load average at end: %s; harness time %s", loadAvg(), time.Since(began).Round(time.Second)))

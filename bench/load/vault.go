@@ -78,6 +78,34 @@ func (s *vaultServer) setup(ctx context.Context, plugin vaulttest.Plugin, mount,
 	return nil
 }
 
+// setupCountingOff enables the plugin a second time at mount with usage counting off
+// (config usage_counting=false), writes role there and returns one key of it: the
+// baseline of the counting ratio.
+func (s *vaultServer) setupCountingOff(ctx context.Context, plugin vaulttest.Plugin, mount, role string, ttl time.Duration) (string, error) {
+	if err := s.EnablePlugin(ctx, plugin.Name, mount); err != nil {
+		return "", fmt.Errorf("enabling the plugin at %s/: %w", mount, err)
+	}
+	if err := s.WaitPluginReady(ctx, mount); err != nil {
+		return "", fmt.Errorf("the plugin at %s/ does not answer: %w", mount, err)
+	}
+	l := s.Client.Logical()
+	if _, err := l.WriteWithContext(ctx, mount+"/roles/"+role, map[string]any{"scopes": "bench:read,bench:write", "ttl": ttl.String(), "max_ttl": ttl.String()}); err != nil {
+		return "", fmt.Errorf("writing role %s: %w", role, err)
+	}
+	if _, err := l.WriteWithContext(ctx, mount+"/config", map[string]any{"usage_counting": false}); err != nil {
+		return "", fmt.Errorf("turning counting off: %w", err)
+	}
+	sec, err := l.ReadWithContext(ctx, mount+"/creds/"+role)
+	if err != nil {
+		return "", fmt.Errorf("issuing a key at %s/: %w", mount, err)
+	}
+	key, _ := sec.Data["api_key"].(string)
+	if key == "" {
+		return "", fmt.Errorf("issuing a key at %s/: no api_key", mount)
+	}
+	return key, nil
+}
+
 // verifierPolicy grants update on <mount>/verify only (policies/verifier.hcl).
 const verifierPolicy = "apikey-bench-verifier"
 

@@ -31,10 +31,12 @@ func (s Scope) String() string {
 }
 
 // Delta is what a Recorder counted for one key, role or the mount since it was last
-// flushed. Name is the key ID or role name ("" for the mount).
+// flushed. Name is the key ID or role name ("" for the mount); Role is the key's role
+// (keys only), so that a key revoked before its first flush still has one.
 type Delta struct {
 	Scope  Scope
 	Name   string
+	Role   string
 	Record Record
 }
 
@@ -58,6 +60,8 @@ type entry struct {
 	used bool
 	// retired is set when the recorder dropped the entry; a holder must fetch a new one.
 	retired bool
+	// role is a key's role, as the last Record gave it.
+	role string
 }
 
 // NewRecorder returns an empty recorder bounded by cfg (zero fields take the defaults).
@@ -92,7 +96,7 @@ func (r *Recorder) Record(key, role, code string, tags []Tag, client netip.Addr,
 	m.used = true
 	m.mu.Unlock()
 	if role != "" {
-		r.update(r.roles, role, func(rec *Record) {
+		r.update(r.roles, role, func(_ *entry, rec *Record) {
 			rec.count(idx, sec, &r.cfg)
 			if len(tags) > 0 {
 				rec.countTags(tags, idx, sec, &r.cfg)
@@ -100,7 +104,10 @@ func (r *Recorder) Record(key, role, code string, tags []Tag, client netip.Addr,
 		})
 	}
 	if key != "" {
-		r.update(r.keys, key, func(rec *Record) {
+		r.update(r.keys, key, func(e *entry, rec *Record) {
+			if role != "" {
+				e.role = role
+			}
 			rec.count(idx, sec, &r.cfg)
 			if len(tags) > 0 {
 				rec.countTags(tags, idx, sec, &r.cfg)
@@ -114,7 +121,7 @@ func (r *Recorder) Record(key, role, code string, tags []Tag, client netip.Addr,
 }
 
 // update runs f on name's entry in m under the entry's lock, creating it if needed.
-func (r *Recorder) update(m map[string]*entry, name string, f func(*Record)) {
+func (r *Recorder) update(m map[string]*entry, name string, f func(*entry, *Record)) {
 	for {
 		r.mu.RLock()
 		e := m[name]
@@ -132,7 +139,7 @@ func (r *Recorder) update(m map[string]*entry, name string, f func(*Record)) {
 			e.mu.Unlock()
 			continue
 		}
-		f(&e.rec)
+		f(e, &e.rec)
 		e.used = true
 		e.mu.Unlock()
 		return
@@ -172,7 +179,7 @@ func (r *Recorder) Dirty() []Delta {
 		n.e.mu.Lock()
 		switch {
 		case !n.e.rec.IsZero():
-			out = append(out, Delta{Scope: n.scope, Name: n.name, Record: n.e.rec.Clone()})
+			out = append(out, Delta{Scope: n.scope, Name: n.name, Role: n.e.role, Record: n.e.rec.Clone()})
 		case !n.e.used:
 			idle = append(idle, n)
 		}
@@ -268,4 +275,19 @@ func (r *Recorder) lookup(scope Scope, name string) *entry {
 		return m[name]
 	}
 	return nil
+}
+
+// Names returns the names of the keys or roles that have an entry, in no order.
+func (r *Recorder) Names(scope Scope) []string {
+	m := r.keys
+	if scope == ScopeRole {
+		m = r.roles
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(m))
+	for name := range m {
+		out = append(out, name)
+	}
+	return out
 }
