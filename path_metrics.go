@@ -154,10 +154,11 @@ func (b *backend) metricFamilies(mount promtext.Label, snap *inventorySnapshot) 
 	verifications := promtext.Family{Name: "apikey_verifications_total", Help: "Verify outcomes by role (empty for keys not found) and code, since the plugin started.", Type: promtext.Counter}
 	codes := verifyapi.Codes()
 	for role, counts := range b.counters.verificationCounts() {
+		// Every code of a role seen, zeros included: Prometheus cannot see the first
+		// increase of a series that appears with 1, so the first USAGE_EXCEEDED would
+		// go unnoticed by increase() and rate().
 		for i, n := range counts {
-			if n > 0 {
-				verifications.Add(float64(n), mount, promtext.L("role", role), promtext.L("code", codes[i]))
-			}
+			verifications.Add(float64(n), mount, promtext.L("role", role), promtext.L("code", codes[i]))
 		}
 	}
 
@@ -215,6 +216,7 @@ when usage counts were last written to storage, and the verify cache's hits and 
 No metric has a per-key label and none carries key material.
 
 Scrape it with a token whose policy reads only this path (policies/metrics.hcl), for
-example "metrics_path: /v1/apikey/metrics" with "authorization: credentials_file"; see
-docs/monitoring.md. Counters are per node: scrape the active node.
+example "metrics_path: /v1/apikey/metrics" with "authorization: credentials_file"
+(docs/prometheus.yml); alert rules are in docs/alerts.yml, the whole story in
+docs/monitoring.md. Counters count since the plugin started on the active node.
 `

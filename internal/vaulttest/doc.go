@@ -21,6 +21,8 @@
 //     what it started (Vault's plugin processes).
 //   - FreePort, FreePortPair, Environ (the environment without VAULT_* and
 //     APIKEY_GATEWAY_*), Executable and ExecutableFromEnv, FileSHA256, CopyFile, Poll.
+//   - Promtool, RunPromtool, CheckMetrics: Prometheus's promtool ($PROMTOOL or PATH)
+//     for the metrics exposition and the alert rules.
 //
 // Nothing here fails a test: every function returns an error, and callers decide (tests
 // wrap them with t.Fatal, the load harness prints and exits). Everything started is
