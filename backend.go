@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/anomaly"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/lru"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/ratelimit"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
@@ -96,6 +97,10 @@ type backend struct {
 	// usage/ (usage_store.go). statsFlushMu serialises flushes.
 	stats        *usagestats.Recorder
 	statsFlushMu sync.Mutex
+	// detector learns each key's normal use and raises anomalies (anomaly_records.go);
+	// anomalyLock serialises acknowledgements (read-modify-write of one record).
+	detector    *anomaly.Detector
+	anomalyLock sync.Mutex
 	// countingOff mirrors settings.UsageCountingOff for verify's hot path.
 	countingOff atomic.Bool
 	// counters are the process's event counters for the metrics path.
@@ -121,6 +126,7 @@ func newBackend() *backend {
 		rateLimiter:   ratelimit.New(maxRateBuckets),
 		usage:         usage.NewTracker(),
 		stats:         newRecorder(),
+		detector:      anomaly.NewDetector(maxDetectorKeys),
 		counters:      newEngineCounters(),
 	}
 	b.Backend = &framework.Backend{
@@ -128,7 +134,7 @@ func newBackend() *backend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configSecretKey},
-			LocalStorage:    []string{keyPrefix, usagePrefix},
+			LocalStorage:    []string{keyPrefix, usagePrefix, anomalyPrefix},
 		},
 		// Vault matches patterns in order and every pattern here is anchored, so none can
 		// shadow another: creds/<role>/rotate and creds/<role>, keys/<key_id>/usage and
@@ -139,6 +145,7 @@ func newBackend() *backend {
 			[]*framework.Path{pathCreds(b), pathRotate(b)},
 			pathKeys(b),
 			pathUsage(b),
+			pathAnomalies(b),
 			[]*framework.Path{pathVerify(b), pathTidy(b), pathMetrics(b)},
 			b.clock.paths(b),
 		),

@@ -166,7 +166,7 @@ func TestBackendReportsVersionAndSpecialPaths(t *testing.T) {
 	require.Equal(t, Version, e.b.RunningVersion)
 	require.Regexp(t, `^v\d+\.\d+\.\d+$`, Version)
 	require.Equal(t, []string{"config/secret"}, e.b.PathsSpecial.SealWrapStorage)
-	require.Equal(t, []string{"keys/", "usage/"}, e.b.PathsSpecial.LocalStorage)
+	require.Equal(t, []string{"keys/", "usage/", "anomalies/"}, e.b.PathsSpecial.LocalStorage)
 }
 
 func TestEveryPathHasHelp(t *testing.T) {

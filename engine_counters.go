@@ -27,6 +27,9 @@ type engineCounters struct {
 	verifyMu      sync.RWMutex
 	verifications map[string]*[usagestats.NumCodes]atomic.Uint64
 
+	// anomalies counts anomalies raised by role and kind.
+	anomalies map[[2]string]uint64
+
 	cacheHits   atomic.Uint64
 	cacheMisses atomic.Uint64
 	flushErrors atomic.Uint64
@@ -40,7 +43,24 @@ type roleEvents struct {
 }
 
 func newEngineCounters() *engineCounters {
-	return &engineCounters{byRole: make(map[string]*roleEvents), verifications: make(map[string]*[usagestats.NumCodes]atomic.Uint64)}
+	return &engineCounters{byRole: make(map[string]*roleEvents), verifications: make(map[string]*[usagestats.NumCodes]atomic.Uint64), anomalies: make(map[[2]string]uint64)}
+}
+
+// anomaly counts one anomaly of kind for role.
+func (c *engineCounters) anomaly(role, kind string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.anomalies[[2]string{role, kind}]; !ok && len(c.anomalies) >= maxCountedRoles {
+		role = otherRoleLabel
+	}
+	c.anomalies[[2]string{role, kind}]++
+}
+
+// anomalyCounts returns a copy of the anomaly counts by role and kind.
+func (c *engineCounters) anomalyCounts() map[[2]string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.anomalies)
 }
 
 // verified counts one verify outcome; code is a usagestats.CodeIndex.

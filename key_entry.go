@@ -144,6 +144,7 @@ func (b *backend) deleteKeyEntry(ctx context.Context, s logical.Storage, keyID s
 	b.keyCache.Remove(keyID)
 	b.usage.Forget(keyID)
 	b.rateLimiter.Forget(keyID)
+	b.detector.Forget(keyID)
 	return nil
 }
 

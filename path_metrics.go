@@ -192,17 +192,21 @@ func (b *backend) metricFamilies(mount promtext.Label, snap *inventorySnapshot) 
 
 	lastFlush := promtext.Family{Name: "apikey_usage_last_flush_timestamp_seconds", Help: "When counts held in memory were last all written to storage (Unix seconds; 0 before the first flush).", Type: promtext.Gauge}
 	lastFlush.Add(float64(b.counters.lastFlush.Load()), mount)
-	unflushed := promtext.Family{Name: "apikey_usage_unflushed", Help: "Keys and roles with usage counts held in memory on this node.", Type: promtext.Gauge}
-	nKeys, nRoles := b.stats.Len()
-	unflushed.Add(float64(nKeys+nRoles), mount)
+	unflushed := promtext.Family{Name: "apikey_usage_unflushed", Help: "Keys, roles and the mount with usage counts held in memory on this node, not yet written to storage.", Type: promtext.Gauge}
+	unflushed.Add(float64(b.stats.Pending()), mount)
 	flushErrors := promtext.Family{Name: "apikey_usage_flush_errors_total", Help: "Flushes of usage counts that failed, since the plugin started.", Type: promtext.Counter}
 	flushErrors.Add(float64(b.counters.flushErrors.Load()), mount)
+
+	anomalies := promtext.Family{Name: "apikey_anomalies_total", Help: "Anomalies raised by role and kind, since the plugin started.", Type: promtext.Counter}
+	for rk, n := range b.counters.anomalyCounts() {
+		anomalies.Add(float64(n), mount, promtext.L("role", rk[0]), promtext.L("kind", rk[1]))
+	}
 
 	cache := promtext.Family{Name: "apikey_verify_cache_lookups_total", Help: "Key record lookups by result: hit (memory) or miss (storage read).", Type: promtext.Counter}
 	cache.Add(float64(b.counters.cacheHits.Load()), mount, promtext.L("result", "hit"))
 	cache.Add(float64(b.counters.cacheMisses.Load()), mount, promtext.L("result", "miss"))
 
-	return []promtext.Family{build, verifications, issued, revoked, rotated, keys, expiring, exhausted, low, inventoryAt, lastFlush, unflushed, flushErrors, cache}
+	return []promtext.Family{build, verifications, issued, revoked, rotated, keys, expiring, exhausted, low, inventoryAt, lastFlush, unflushed, flushErrors, anomalies, cache}
 }
 
 const metricsHelpSyn = `Prometheus metrics of this mount.`

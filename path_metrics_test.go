@@ -66,8 +66,11 @@ func TestMetricsCountEventsWithoutKeyMaterial(t *testing.T) {
 	}
 
 	// A flush sets the flush time; the key gauges are reused for a minute.
+	require.Contains(t, body, `apikey_usage_unflushed{mount="apikey/"} 6`+"\n", "the mount, two roles, three keys verified")
 	e.mustOK(logical.UpdateOperation, "tidy", nil)
-	require.NotContains(t, metricsBody(t, e), `apikey_usage_last_flush_timestamp_seconds{mount="apikey/"} 0`+"\n")
+	flushed := metricsBody(t, e)
+	require.NotContains(t, flushed, `apikey_usage_last_flush_timestamp_seconds{mount="apikey/"} 0`+"\n")
+	require.Contains(t, flushed, `apikey_usage_unflushed{mount="apikey/"} 0`+"\n")
 	e.mustOK(logical.UpdateOperation, "keys/"+m.keyID, map[string]interface{}{"disabled": true})
 	require.Contains(t, metricsBody(t, e), `apikey_keys{mount="apikey/",role="metered",status="active"} 2`+"\n", "cached")
 	e.b.inventory.mu.Lock()
@@ -76,7 +79,7 @@ func TestMetricsCountEventsWithoutKeyMaterial(t *testing.T) {
 	body = metricsBody(t, e)
 	require.Contains(t, body, `apikey_keys{mount="apikey/",role="metered",status="disabled"} 1`+"\n")
 	require.Contains(t, body, `apikey_keys{mount="apikey/",role="metered",status="active"} 1`+"\n")
-	require.Equal(t, 14, strings.Count(body, "# TYPE "))
+	require.Equal(t, 15, strings.Count(body, "# TYPE "))
 }
 
 // BenchmarkMetricsInventory is the scrape that recomputes the key gauges over 100k key

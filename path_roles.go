@@ -24,10 +24,13 @@ type role struct {
 	RateLimitBurst int               `json:"rate_limit_burst"`
 	MaxUses        int64             `json:"max_uses"`
 	Metadata       map[string]string `json:"metadata"`
+	// Anomaly holds the role's anomaly detection settings (role_anomaly.go). Unlike the
+	// restrictions above, they apply to the role's keys as the role is now.
+	Anomaly roleAnomaly `json:"anomaly"`
 }
 
 func (r *role) toResponseData() map[string]interface{} {
-	return map[string]interface{}{
+	data := map[string]interface{}{
 		"scopes":           nonNilStrings(r.Scopes),
 		"ttl":              int64(r.TTL.Seconds()),
 		"max_ttl":          int64(r.MaxTTL.Seconds()),
@@ -38,9 +41,11 @@ func (r *role) toResponseData() map[string]interface{} {
 		"max_uses":         r.MaxUses,
 		"metadata":         nonNilMap(r.Metadata),
 	}
+	r.Anomaly.addResponseData(data)
+	return data
 }
 
-var roleFields = map[string]*framework.FieldSchema{
+var roleFields = withFields(anomalyRoleFields, map[string]*framework.FieldSchema{
 	"name": {
 		Type:        framework.TypeString,
 		Description: "Name of the role: lowercase (names are case-sensitive, like ACL paths and lease ids).",
@@ -92,7 +97,7 @@ var roleFields = map[string]*framework.FieldSchema{
 		Type:        framework.TypeKVPairs,
 		Description: "Key/value pairs copied into every key of this role (e.g. team=payments).",
 	},
-}
+})
 
 // roleResponseFields documents role.toResponseData: every role field but the name.
 var roleResponseFields = withFields(roleFields, map[string]*framework.FieldSchema{"name": nil})
@@ -231,6 +236,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if v, ok := d.GetOk("metadata"); ok {
 		r.Metadata = v.(map[string]string)
 	}
+	if err := r.Anomaly.update(d); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 	if err := r.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
@@ -293,7 +301,7 @@ func (r *role) validate() error {
 	if err := validateMetadata(r.Metadata); err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
-	return nil
+	return r.Anomaly.validate()
 }
 
 const roleListHelpSyn = `List the roles of this mount.`
@@ -305,7 +313,9 @@ const roleHelpSyn = `Manage a role: the template keys are issued from.`
 const roleHelpDesc = `
 A role fixes what keys issued from it may do: scopes, lease ttl and max_ttl, the key
 prefix, and restrictions checked by verify (bound_cidrs, rate_limit with
-rate_limit_burst, max_uses). metadata is copied into every key.
+rate_limit_burst, max_uses). metadata is copied into every key. The anomaly_* fields
+set how the role's keys are watched for unusual use, and anomaly_action=disable
+disables a key at once when one is seen (see anomalies/).
 
 Keys take the role's values at the moment they are issued; changing or deleting a role
 does not change keys already issued (rotate them to apply new settings). Deleting a role

@@ -21,9 +21,10 @@ func pathTidy(b *backend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathTidy, Responses: okResponse(map[string]*framework.FieldSchema{
-				"scanned":       {Type: framework.TypeInt, Description: "Key records looked at."},
-				"deleted":       {Type: framework.TypeInt, Description: "Key records removed."},
-				"usage_deleted": {Type: framework.TypeInt, Description: "Usage records of gone keys and roles removed (nothing left within the retention)."},
+				"scanned":           {Type: framework.TypeInt, Description: "Key records looked at."},
+				"deleted":           {Type: framework.TypeInt, Description: "Key records removed."},
+				"usage_deleted":     {Type: framework.TypeInt, Description: "Usage records of gone keys and roles removed (nothing left within the retention)."},
+				"anomalies_deleted": {Type: framework.TypeInt, Description: "Anomaly records older than usage_days removed."},
 			})},
 		},
 		HelpSynopsis:    strings.TrimSpace(tidyHelpSyn),
@@ -54,7 +55,11 @@ func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framewo
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]interface{}{"scanned": scanned, "deleted": deleted, "usage_deleted": usageDeleted}}, nil
+	anomaliesDeleted, err := b.tidyAnomalies(ctx, req.Storage, cfg.usageRetention(), b.clock.now())
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{"scanned": scanned, "deleted": deleted, "usage_deleted": usageDeleted, "anomalies_deleted": anomaliesDeleted}}, nil
 }
 
 // tidy deletes records of keys whose lease ended more than buffer ago. The lease end is
@@ -129,6 +134,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		if _, err := b.tidyUsage(ctx, req.Storage, cfg.usageConfig(), b.clock.now()); err != nil {
 			return errors.Join(flushErr, err)
 		}
+		if _, err := b.tidyAnomalies(ctx, req.Storage, cfg.usageRetention(), b.clock.now()); err != nil {
+			return errors.Join(flushErr, err)
+		}
 	}
 	return flushErr
 }
@@ -177,5 +185,5 @@ records left by a failed revocation). It never removes a key that can still veri
 It also runs by itself every tidy_interval. A tidy first writes the use and usage counts
 held in memory to storage (the periodic function does so about once a minute), then
 removes usage records of revoked keys and deleted roles once nothing in them is within
-usage_days.
+usage_days, anomalies older than usage_days, and the learned baselines of gone keys.
 `

@@ -72,10 +72,11 @@ func pathUsage(b *backend) []*framework.Path {
 		Default:       "verifications",
 		AllowedValues: []interface{}{"verifications", "refusals"},
 	}
+	// A string parsed by the handler, so that a bad value gets a 400 that starts with
+	// the field's name like every other.
 	mountFields["limit"] = &framework.FieldSchema{
-		Type:        framework.TypeInt,
+		Type:        framework.TypeString,
 		Description: "With group_by=key: how many keys (1-1000, default 10).",
-		Default:     defaultTopKeys,
 	}
 	return []*framework.Path{
 		{
@@ -314,9 +315,13 @@ func (b *backend) pathUsageRead(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return logical.ErrorResponse("top: must be verifications or refusals"), nil
 	}
-	limit := d.Get("limit").(int)
-	if limit < 1 || limit > maxTopKeys {
-		return logical.ErrorResponse("limit: must be between 1 and %d", maxTopKeys), nil
+	limit := defaultTopKeys
+	if raw := d.Get("limit").(string); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > maxTopKeys {
+			return logical.ErrorResponse("limit: must be an integer from 1 to %d", maxTopKeys), nil
+		}
+		limit = n
 	}
 
 	scope, name := usagestats.ScopeMount, ""

@@ -78,6 +78,10 @@ func TestUsageGroupings(t *testing.T) {
 	k := usageTraffic(t, e)
 	quiet := e.issue("orders", nil)
 	require.Equal(t, verifyapi.CodeValid, e.verifyCode(quiet.key))
+	// Before any flush, keys counted only in memory rank too, within their role.
+	unflushed := e.mustOK(logical.ReadOperation, "usage", map[string]interface{}{"group_by": "key", "role": "orders"}).Data["top_keys"].([]map[string]interface{})
+	require.Len(t, unflushed, 2)
+	require.Equal(t, k.keyID, unflushed[0]["key_id"])
 	e.mustOK(logical.UpdateOperation, "tidy", nil)
 	// One more after the flush: group_by=key merges memory with storage too.
 	require.Equal(t, verifyapi.CodeValid, e.verifyCode(quiet.key))
@@ -166,6 +170,7 @@ func TestUsageRefusesBadInput(t *testing.T) {
 		{"top", "usage", logical.ReadOperation, map[string]interface{}{"group_by": "key", "top": "latency"}, "top"},
 		{"limit zero", "usage", logical.ReadOperation, map[string]interface{}{"group_by": "key", "limit": 0}, "limit"},
 		{"limit too big", "usage", logical.ReadOperation, map[string]interface{}{"group_by": "key", "limit": 1001}, "limit"},
+		{"limit not a number", "usage", logical.ReadOperation, map[string]interface{}{"group_by": "key", "limit": "ten"}, "limit:"},
 		{"uppercase role", "usage", logical.ReadOperation, map[string]interface{}{"role": "Orders"}, "role"},
 		{"bad key_id", "keys/short/usage", logical.ReadOperation, nil, "key_id"},
 		{"usage_hours", "config", logical.UpdateOperation, map[string]interface{}{"usage_hours": 0}, "usage_hours"},

@@ -144,6 +144,7 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		// Counted for the key whose id was presented: a run of these is someone
 		// guessing the secret of a known key_id (the caller still learns nothing).
 		b.countVerify(k.KeyID, k.Role, verifyapi.CodeNotFound, tags, clientIP, now)
+		b.detect(ctx, req.Storage, k, verifyapi.CodeNotFound, clientIP, now)
 		return verifyResult(verifyapi.CodeNotFound), nil
 	}
 
@@ -160,6 +161,7 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		remaining = b.usage.Remaining(account.KeyID, account.MaxUses, account.UseCount)
 	}
 	b.countVerify(k.KeyID, k.Role, code, tags, clientIP, now)
+	b.detect(ctx, req.Storage, k, code, clientIP, now)
 	publicKey := k.publicKey(now)
 	resp := verifyapi.Response{
 		Valid:      code == verifyapi.CodeValid,

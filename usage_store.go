@@ -40,6 +40,11 @@ func newRecorder() *usagestats.Recorder {
 	return r
 }
 
+// usageRetention is how long daily counts, and anomalies, are kept.
+func (s *settings) usageRetention() time.Duration {
+	return time.Duration(s.usageConfig().Days) * 24 * time.Hour
+}
+
 // usageConfig is the retention the mount's settings ask for.
 func (s *settings) usageConfig() usagestats.Config {
 	return usagestats.Config{Hours: s.UsageHours, Days: s.UsageDays}.WithDefaults()
@@ -103,6 +108,11 @@ func (b *backend) currentUsage(ctx context.Context, s logical.Storage, scope usa
 		if u == nil {
 			u = &storedUsage{}
 		}
+		if scope == usagestats.ScopeKey {
+			if role := b.stats.KeyRole(name); role != "" {
+				u.Role = role
+			}
+		}
 		usagestats.Merge(&u.Record, &delta, cfg, now)
 	} else if u != nil {
 		u.Record.Prune(cfg, now)
@@ -131,6 +141,9 @@ func (b *backend) flushStats(ctx context.Context, s logical.Storage) error {
 			continue
 		}
 		b.stats.Flushed(d)
+	}
+	if err := b.flushAnomalyStates(ctx, s); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		b.counters.flushErrors.Add(1)
@@ -174,6 +187,16 @@ func (b *backend) keyUsageRecords(ctx context.Context, s logical.Storage, role s
 		if err != nil {
 			*errp = fmt.Errorf("listing usage records: %w", err)
 			return
+		}
+		// Keys counted on this node but never flushed have no record yet.
+		stored := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			stored[id] = true
+		}
+		for _, id := range b.stats.Names(usagestats.ScopeKey) {
+			if !stored[id] {
+				ids = append(ids, id)
+			}
 		}
 		for _, id := range ids {
 			if err := ctx.Err(); err != nil {

@@ -3,9 +3,11 @@
 // Package integration runs the plugin inside a real Vault server: the server binary from
 // $VAULT_BIN, the plugin binary from $PLUGIN_BIN and the gateway from $GATEWAY_BIN (all
 // set by `make integration-test`), driven through the official API client and the real
-// `vault` CLI. Servers and gateways are started by internal/vaulttest; this file wraps
-// it for tests (t.Fatal on error, t.Cleanup for the kill, the server log in the test
-// log of a failed test).
+// `vault` CLI. $TESTCLOCK_PLUGIN_BIN is the same plugin built with the testclock tag
+// (a test/clock path that moves the engine's clock), used only by the tests that script
+// time (SetupWithClock); every other test runs the shipped binary. Servers and gateways
+// are started by internal/vaulttest; this file wraps it for tests (t.Fatal on error,
+// t.Cleanup for the kill, the server log in the test log of a failed test).
 package integration
 
 import (
@@ -28,6 +30,8 @@ import (
 
 const (
 	pluginName = vaulttest.PluginName
+	// testclockPluginName is the catalog name of the testclock build of the plugin.
+	testclockPluginName = vaulttest.PluginName + "-testclock"
 	// cliTimeout bounds every single `vault` CLI invocation.
 	cliTimeout = 60 * time.Second
 	// startTimeout bounds server start-up (and unseal / leader election).
@@ -41,12 +45,17 @@ var (
 	pluginSHA256  string           // of plugin.Bin
 	pluginVersion string           // registered version, must match the plugin's RunningVersion
 	policyDir     string           // ../policies
+
+	// testclockPlugin is the plugin built with -tags testclock (test/clock moves its
+	// clock), registered under testclockPluginName with the same version. Only tests
+	// that script time use it (SetupWithClock); it is never released.
+	testclockPlugin vaulttest.Plugin
 )
 
 func TestMain(m *testing.M) {
 	if err := setup(); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
-		fmt.Fprintln(os.Stderr, "integration: run `make integration-test` (it builds the plugin and the gateway and sets all three), or set VAULT_BIN (a Vault server binary, see scripts/vault-bin.sh), PLUGIN_BIN and GATEWAY_BIN (the plugin and gateway binaries from `make build`)")
+		fmt.Fprintln(os.Stderr, "integration: run `make integration-test` (it builds the plugins and the gateway and sets all four), or set VAULT_BIN (a Vault server binary, see scripts/vault-bin.sh), PLUGIN_BIN and GATEWAY_BIN (the plugin and gateway binaries from `make build`) and TESTCLOCK_PLUGIN_BIN (the plugin built with `go build -tags testclock`, see the Makefile)")
 		os.Exit(2)
 	}
 	os.Exit(m.Run())
@@ -66,6 +75,10 @@ func setup() error {
 	if gatewayBin, err = vaulttest.ExecutableFromEnv("GATEWAY_BIN", ".."); err != nil {
 		return err
 	}
+	testclockBin, err := vaulttest.ExecutableFromEnv("TESTCLOCK_PLUGIN_BIN", "..")
+	if err != nil {
+		return err
+	}
 	// A binary built by `make build` reports the version this test was compiled with;
 	// PLUGIN_VERSION is for one stamped with another (make release).
 	pluginVersion = os.Getenv("PLUGIN_VERSION")
@@ -79,6 +92,9 @@ func setup() error {
 		return err
 	}
 	pluginSHA256 = plugin.SHA256
+	if testclockPlugin, err = vaulttest.NewSecretsPlugin(testclockPluginName, testclockBin, pluginVersion); err != nil {
+		return err
+	}
 	if policyDir, err = filepath.Abs("../policies"); err != nil {
 		return err
 	}
@@ -94,7 +110,7 @@ type Server struct {
 	*vaulttest.Server
 }
 
-// newServer prepares a server in a temp dir of t with a copy of the plugin binary; it
+// newServer prepares a server in a temp dir of t with a copy of the plugin binaries; it
 // (and its plugin processes) is always killed in t.Cleanup, and a failed test gets the
 // tail of its log.
 func newServer(t *testing.T, dev bool) *Server {
@@ -103,7 +119,7 @@ func newServer(t *testing.T, dev bool) *Server {
 		VaultBin:     vaultBin,
 		Dir:          t.TempDir(),
 		Dev:          dev,
-		Plugins:      []vaulttest.Plugin{plugin},
+		Plugins:      []vaulttest.Plugin{plugin, testclockPlugin},
 		LogLevel:     "debug",
 		ReadyTimeout: startTimeout,
 		CLITimeout:   cliTimeout,
@@ -253,6 +269,34 @@ func Setup(t *testing.T) *Server {
 	s.RegisterPlugin(t)
 	s.EnablePlugin(t, "apikey")
 	return s
+}
+
+// SetupWithClock is StartDevServer, then the testclock build of the plugin registered
+// (as testclockPluginName) and enabled at "apikey": its test/clock path moves the
+// engine's clock (see SetClock). The shipped plugin is not registered.
+func SetupWithClock(t *testing.T) *Server {
+	t.Helper()
+	s := StartDevServer(t)
+	require.NoError(t, s.Server.RegisterPlugin(context.Background(), testclockPlugin))
+	require.NoError(t, s.Server.EnablePlugin(context.Background(), testclockPluginName, "apikey"))
+	s.WaitPluginReady(t, "apikey")
+	return s
+}
+
+// SetClock moves the clock of the testclock plugin mounted at apikey/ to now (it runs on
+// from there in real time) through apikey/test/clock with token, and checks the engine
+// took it. A plugin process that restarts (reload, failover) starts on the wall clock.
+func (s *Server) SetClock(t *testing.T, token string, now time.Time) {
+	t.Helper()
+	sec, err := s.NewClient(t, token).Logical().Write("apikey/test/clock", map[string]interface{}{
+		"now": now.UTC().Format(time.RFC3339),
+	})
+	require.NoError(t, err, "moving the clock to %s (is the testclock plugin mounted at apikey/?)", now)
+	require.NotNil(t, sec)
+	got, err := time.Parse(time.RFC3339Nano, fmt.Sprint(sec.Data["now"]))
+	require.NoError(t, err, "test/clock answered %v", sec.Data)
+	// RFC 3339 drops sub-seconds; the clock runs on while the request returns.
+	require.WithinDuration(t, now.Truncate(time.Second), got, 5*time.Second, "the engine's clock after test/clock")
 }
 
 // WritePolicy loads policies/<name>.hcl into the server under the same name.

@@ -27,3 +27,12 @@ path "apikey/usage" {
 path "apikey/metrics" {
   capabilities = ["read"]
 }
+
+# Anomalies raised for the mount's keys (read only: acknowledging is the operator's).
+path "apikey/anomalies/" {
+  capabilities = ["list"]
+}
+
+path "apikey/anomalies/+" {
+  capabilities = ["read"]
+}

@@ -41,3 +41,22 @@ path "apikey/keys/+" {
 path "apikey/tidy" {
   capabilities = ["update"]
 }
+
+# Anomalies raised for the mount's keys: list, read, acknowledge (acknowledged, note).
+# Re-enabling a key that anomaly_action=disable disabled goes through apikey/keys/+.
+path "apikey/anomalies/" {
+  capabilities = ["list"]
+}
+
+path "apikey/anomalies/+" {
+  capabilities = ["read", "update"]
+}
+
+# Usage over time and the metrics, as the auditor reads them.
+path "apikey/keys/+/usage" {
+  capabilities = ["read"]
+}
+
+path "apikey/usage" {
+  capabilities = ["read"]
+}

@@ -291,3 +291,37 @@ func (r *Recorder) Names(scope Scope) []string {
 	}
 	return out
 }
+
+// KeyRole returns the role the last Record gave for key; "" when key has no entry.
+func (r *Recorder) KeyRole(key string) string {
+	e := r.lookup(ScopeKey, key)
+	if e == nil {
+		return ""
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.role
+}
+
+// Pending returns how many keys and roles (and the mount) hold counts not yet flushed.
+// Entries a flush emptied are not counted, although they stay until the next Dirty.
+func (r *Recorder) Pending() int {
+	n := 0
+	r.mount.mu.Lock()
+	if !r.mount.rec.IsZero() {
+		n++
+	}
+	r.mount.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, m := range []map[string]*entry{r.keys, r.roles} {
+		for _, e := range m {
+			e.mu.Lock()
+			if !e.rec.IsZero() {
+				n++
+			}
+			e.mu.Unlock()
+		}
+	}
+	return n
+}
