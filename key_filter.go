@@ -76,6 +76,9 @@ type keyFilter struct {
 type keyPage struct {
 	after string
 	limit int
+	// paged is set when after or limit was given. A list without either is complete, as
+	// "vault list" (which cannot send fields) expects; it reads every record.
+	paged bool
 }
 
 // keyFilterFromFields parses the filter fields; every error starts with the field's name.
@@ -179,6 +182,9 @@ func keyPageFromFields(d *framework.FieldData) (keyPage, error) {
 	page := keyPage{limit: defaultKeysListLimit}
 	// An empty after is the first page, so a script can pass the previous next_after
 	// without a special case for the start.
+	if _, ok := d.GetOk("after"); ok {
+		page.paged = true
+	}
 	if v, ok := d.GetOk("after"); ok && v.(string) != "" {
 		page.after = v.(string)
 		if !keyformat.ValidKeyID(page.after) {
@@ -191,6 +197,7 @@ func keyPageFromFields(d *framework.FieldData) (keyPage, error) {
 			return keyPage{}, fmt.Errorf("limit: must be an integer from 1 to %d", maxKeysListLimit)
 		}
 		page.limit = n
+		page.paged = true
 	}
 	return page, nil
 }

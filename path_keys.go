@@ -163,13 +163,17 @@ func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, d *fra
 		start++
 	}
 
+	budget := keysListScanBudget
+	if !page.paged {
+		page.limit, budget = len(ids), len(ids)
+	}
 	now := b.clock.now()
 	keys := make([]string, 0, min(page.limit, len(ids)-start))
 	info := make(map[string]interface{}, cap(keys))
 	next := start
 	// The budget bounds the records read, so a filter that matches little still answers
 	// in bounded time; the client goes on from next_after.
-	for scanned := 0; next < len(ids) && scanned < keysListScanBudget && len(keys) < page.limit; scanned++ {
+	for scanned := 0; next < len(ids) && scanned < budget && len(keys) < page.limit; scanned++ {
 		id := ids[next]
 		next++
 		k, err := b.inventoryKeyEntry(ctx, req.Storage, id)
@@ -339,14 +343,15 @@ Filters (all optional; a key must pass every one given):
   metadata=<k>=<v>       keys whose metadata has this pair (repeat for more pairs)
 Uses counted in memory on this node and not yet flushed count as uses.
 
-Pages: limit=<n> (1-1000, default 100) keys per page. A page reads at most 10000 records,
+Without limit or after the list is complete (what "vault list" shows) and reads every
+record. Pages: limit=<n> (1-1000; default 100 when only after is given) keys per page.
+A page reads at most 10000 records,
 so a filter that matches few keys answers in bounded time. When more keys may follow,
 the response has next_after; pass it as after=<key_id> for the next page, until a
 response has no next_after. A page may hold fewer than limit keys, or none, and still
 have a next_after. Every bad value is refused with a 400 naming the field.
 
-"vault list" cannot send these fields, and shows the first page only: send them as
-query parameters, for example
+"vault list" cannot send these fields: send them as query parameters, for example
 
   curl -H "X-Vault-Token: $VAULT_TOKEN" \
     "$VAULT_ADDR/v1/apikey/keys?list=true&role=ci&unused_for=2160h&limit=500"

@@ -351,7 +351,10 @@ func TestKeysListPagination(t *testing.T) {
 			e.putListKey(testKeyID(i), listKey{role: "web", created: day, expires: day}, now)
 		}
 		keys, next := e.listPage(nil)
-		require.Len(t, keys, defaultKeysListLimit)
+		require.Len(t, keys, defaultKeysListLimit+1, "without limit or after, the list is complete (vault list)")
+		require.Empty(t, next)
+		keys, next = e.listPage(map[string]interface{}{"after": ""})
+		require.Len(t, keys, defaultKeysListLimit, "a page: after given")
 		require.Equal(t, testKeyID(defaultKeysListLimit), next)
 		keys, next = e.listPage(map[string]interface{}{"after": next})
 		require.Equal(t, []string{testKeyID(defaultKeysListLimit + 1)}, keys)
@@ -375,12 +378,17 @@ func TestKeysListScanBudget(t *testing.T) {
 	counting := &countingStorage{Storage: e.storage}
 	e.storage = counting
 
-	keys, next := e.listPage(map[string]interface{}{"role": "ci"})
+	keys, next := e.listPage(map[string]interface{}{"role": "ci", "limit": "100"})
 	require.Empty(t, keys)
 	require.Equal(t, testKeyID(keysListScanBudget), next, "the last id scanned")
 	require.Equal(t, int64(keysListScanBudget), counting.gets.Load(), "one read per record scanned, no more")
 
 	keys, next = e.listPage(map[string]interface{}{"role": "ci", "after": next})
+	require.Equal(t, []string{testKeyID(total - 1), testKeyID(total)}, keys)
+	require.Empty(t, next)
+
+	// Without limit or after the list is complete: no budget.
+	keys, next = e.listPage(map[string]interface{}{"role": "ci"})
 	require.Equal(t, []string{testKeyID(total - 1), testKeyID(total)}, keys)
 	require.Empty(t, next)
 }
