@@ -91,6 +91,8 @@ type backend struct {
 	roleCache *lru.Cache[string, *role]
 	// rateLimiter holds per-key token buckets: limits are per Vault node.
 	rateLimiter *ratelimit.Limiter
+	// leakedLimiter bounds the unauthenticated leak reports (path_leaked.go).
+	leakedLimiter *ratelimit.Limiter
 	// usage counts uses in memory; PeriodicFunc flushes them to the key records.
 	usage *usage.Tracker
 	// stats counts verify outcomes over time in memory; PeriodicFunc flushes them under
@@ -124,6 +126,7 @@ func newBackend() *backend {
 		verifyReplays: lru.New[verifyReplayKey, verifyReplay](maxVerifyReplays),
 		roleCache:     lru.New[string, *role](maxCachedRoles),
 		rateLimiter:   ratelimit.New(maxRateBuckets),
+		leakedLimiter: ratelimit.New(1),
 		usage:         usage.NewTracker(),
 		stats:         newRecorder(),
 		detector:      anomaly.NewDetector(maxDetectorKeys),
@@ -134,6 +137,7 @@ func newBackend() *backend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configSecretKey},
+			Unauthenticated: []string{leakedPath},
 			LocalStorage:    []string{keyPrefix, usagePrefix, anomalyPrefix},
 		},
 		// Vault matches patterns in order and every pattern here is anchored, so none can
@@ -146,7 +150,7 @@ func newBackend() *backend {
 			pathKeys(b),
 			pathUsage(b),
 			pathAnomalies(b),
-			[]*framework.Path{pathVerify(b), pathTidy(b), pathMetrics(b)},
+			[]*framework.Path{pathVerify(b), pathTidy(b), pathMetrics(b), pathLeaked(b), pathLeakedCheck(b)},
 			b.clock.paths(b),
 		),
 		Secrets:           []*framework.Secret{secretAPIKey(b)},

@@ -40,6 +40,8 @@ type engineCounters struct {
 // roleEvents counts lifecycle events of one role's keys.
 type roleEvents struct {
 	Issued, Revoked, Rotated uint64
+	// LeakRevoked and LeakDisabled count keys killed by leak reports.
+	LeakRevoked, LeakDisabled uint64
 }
 
 func newEngineCounters() *engineCounters {
@@ -124,6 +126,15 @@ func (c *engineCounters) issued(role string) {
 
 func (c *engineCounters) revoked(role string) {
 	c.event(role, func(e *roleEvents) *uint64 { return &e.Revoked })
+}
+
+func (c *engineCounters) leaked(role, action string) {
+	c.event(role, func(e *roleEvents) *uint64 {
+		if action == leakedActionDisable {
+			return &e.LeakDisabled
+		}
+		return &e.LeakRevoked
+	})
 }
 
 func (c *engineCounters) rotated(role string) {

@@ -32,6 +32,15 @@ type settings struct {
 	UsageHours       int  `json:"usage_hours,omitempty"`
 	UsageDays        int  `json:"usage_days,omitempty"`
 	UsageCountingOff bool `json:"usage_counting_off,omitempty"`
+	// LeakedAction is what a leak report does to a valid key ("" = revoke).
+	LeakedAction string `json:"leaked_action,omitempty"`
+}
+
+func (s *settings) leakedAction() string {
+	if s.LeakedAction == "" {
+		return leakedActionRevoke
+	}
+	return s.LeakedAction
 }
 
 const (
@@ -84,6 +93,11 @@ func pathConfig(b *backend) *framework.Path {
 				Description: "Whether verify outcomes are counted over time (keys/<key_id>/usage, usage, metrics). Default true.",
 				Default:     true,
 			},
+			"leaked_action": {
+				Type:          framework.TypeString,
+				Description:   "What a report to the leaked path does to a valid key: revoke (default: it stops verifying at once) or disable.",
+				AllowedValues: []interface{}{leakedActionRevoke, leakedActionDisable},
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -96,6 +110,7 @@ func pathConfig(b *backend) *framework.Path {
 					"usage_hours":        {Type: framework.TypeInt, Description: "Hours of hourly usage buckets kept."},
 					"usage_days":         {Type: framework.TypeInt, Description: "Days of daily usage buckets kept."},
 					"usage_counting":     {Type: framework.TypeBool, Description: "Whether verify outcomes are counted over time."},
+					"leaked_action":      {Type: framework.TypeString, Description: "What a leak report does to a valid key: revoke or disable."},
 				}),
 			},
 			logical.UpdateOperation: &framework.PathOperation{
@@ -144,6 +159,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"usage_hours":        ucfg.Hours,
 		"usage_days":         ucfg.Days,
 		"usage_counting":     !cur.UsageCountingOff,
+		"leaked_action":      cur.leakedAction(),
 	}}, nil
 }
 
@@ -183,6 +199,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if v, ok := d.GetOk("usage_counting"); ok {
 		next.UsageCountingOff = !v.(bool)
+	}
+	if v, ok := d.GetOk("leaked_action"); ok {
+		if next.LeakedAction = v.(string); next.LeakedAction != leakedActionRevoke && next.LeakedAction != leakedActionDisable {
+			return logical.ErrorResponse("leaked_action must be %s or %s", leakedActionRevoke, leakedActionDisable), nil
+		}
 	}
 
 	entry, err := logical.StorageEntryJSON(configSettingsKey, &next)

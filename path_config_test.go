@@ -11,7 +11,7 @@ import (
 
 func TestConfig(t *testing.T) {
 	e := newTestEnv(t)
-	require.Equal(t, map[string]interface{}{"cache_size": defaultCacheSize, "tidy_safety_buffer": int64(3600), "tidy_interval": int64(3600), "usage_hours": 48, "usage_days": 90, "usage_counting": true},
+	require.Equal(t, map[string]interface{}{"cache_size": defaultCacheSize, "tidy_safety_buffer": int64(3600), "tidy_interval": int64(3600), "usage_hours": 48, "usage_days": 90, "usage_counting": true, "leaked_action": "revoke"},
 		e.mustOK(logical.ReadOperation, "config", nil).Data)
 
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"cache_size": 2})

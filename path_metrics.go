@@ -165,11 +165,14 @@ func (b *backend) metricFamilies(mount promtext.Label, snap *inventorySnapshot) 
 	issued := promtext.Family{Name: "apikey_keys_issued_total", Help: "Keys issued by role, since the plugin started.", Type: promtext.Counter}
 	revoked := promtext.Family{Name: "apikey_keys_revoked_total", Help: "Key leases revoked by role, since the plugin started.", Type: promtext.Counter}
 	rotated := promtext.Family{Name: "apikey_keys_rotated_total", Help: "Keys rotated by role, since the plugin started.", Type: promtext.Counter}
+	leaked := promtext.Family{Name: "apikey_keys_leaked_total", Help: "Keys killed by leak reports (the leaked path) by role and action (revoke, disable), since the plugin started.", Type: promtext.Counter}
 	for role, e := range b.counters.roleEvents() {
 		r := promtext.L("role", role)
 		issued.Add(float64(e.Issued), mount, r)
 		revoked.Add(float64(e.Revoked), mount, r)
 		rotated.Add(float64(e.Rotated), mount, r)
+		leaked.Add(float64(e.LeakRevoked), mount, r, promtext.L("action", leakedActionRevoke))
+		leaked.Add(float64(e.LeakDisabled), mount, r, promtext.L("action", leakedActionDisable))
 	}
 
 	keys := promtext.Family{Name: "apikey_keys", Help: "Keys by role and status (active, disabled, expired, rotated).", Type: promtext.Gauge}
@@ -206,7 +209,7 @@ func (b *backend) metricFamilies(mount promtext.Label, snap *inventorySnapshot) 
 	cache.Add(float64(b.counters.cacheHits.Load()), mount, promtext.L("result", "hit"))
 	cache.Add(float64(b.counters.cacheMisses.Load()), mount, promtext.L("result", "miss"))
 
-	return []promtext.Family{build, verifications, issued, revoked, rotated, keys, expiring, exhausted, low, inventoryAt, lastFlush, unflushed, flushErrors, anomalies, cache}
+	return []promtext.Family{build, verifications, issued, revoked, rotated, leaked, keys, expiring, exhausted, low, inventoryAt, lastFlush, unflushed, flushErrors, anomalies, cache}
 }
 
 const metricsHelpSyn = `Prometheus metrics of this mount.`

@@ -79,7 +79,7 @@ func TestMetricsCountEventsWithoutKeyMaterial(t *testing.T) {
 	body = metricsBody(t, e)
 	require.Contains(t, body, `apikey_keys{mount="apikey/",role="metered",status="disabled"} 1`+"\n")
 	require.Contains(t, body, `apikey_keys{mount="apikey/",role="metered",status="active"} 1`+"\n")
-	require.Equal(t, 15, strings.Count(body, "# TYPE "))
+	require.Equal(t, 16, strings.Count(body, "# TYPE "))
 }
 
 // BenchmarkMetricsInventory is the scrape that recomputes the key gauges over 100k key
