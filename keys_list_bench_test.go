@@ -70,7 +70,8 @@ func BenchmarkKeysListPage(b *testing.B) {
 		{"no filter limit=1000", map[string]interface{}{"limit": "1000"}},
 		{"role 10% limit=100", map[string]interface{}{"role": "r3", "limit": "100"}},
 		{"unused_for 1% limit=100", map[string]interface{}{"unused_for": "90d", "limit": "100"}},
-		{"no match full scan budget", map[string]interface{}{"role": "nobody"}},
+		{"no match full scan budget", map[string]interface{}{"role": "nobody", "limit": "100"}},
+		{"complete list no filter (vault list)", map[string]interface{}{}},
 		{"no filter limit=100 mid-list", map[string]interface{}{"limit": "100", "after": testKeyID(benchListKeys / 2)}},
 	}
 	for _, tc := range cases {
