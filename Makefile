@@ -12,6 +12,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN_DIR)/apikey-gateway ./cmd/apikey-gateway
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN_DIR)/apikey-dashboard ./cmd/apikey-dashboard
 
 # Prints the path of a Vault server binary, building and caching it on first use.
 vault:
@@ -26,6 +27,7 @@ unit-test:
 	$(GO) test -race -count=1 ./...
 
 GATEWAY_BIN := $(BIN_DIR)/apikey-gateway
+DASHBOARD_BIN := $(BIN_DIR)/apikey-dashboard
 
 # The plugin with a clock tests can move (build tag testclock, testclock_on.go), for the
 # integration tests that script a day of traffic. Never released.
@@ -37,9 +39,9 @@ TESTCLOCK_PLUGIN_BIN := $(BIN_DIR)/$(PLUGIN_NAME)-testclock
 integration-test: build
 	CGO_ENABLED=0 $(GO) build -trimpath -tags testclock -o $(TESTCLOCK_PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
 	@vault_bin="$$(scripts/vault-bin.sh)" && \
-	echo "VAULT_BIN=$$vault_bin PLUGIN_BIN=$(PLUGIN_BIN) GATEWAY_BIN=$(GATEWAY_BIN)" && \
+	echo "VAULT_BIN=$$vault_bin PLUGIN_BIN=$(PLUGIN_BIN) GATEWAY_BIN=$(GATEWAY_BIN) DASHBOARD_BIN=$(DASHBOARD_BIN)" && \
 	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" GATEWAY_BIN="$(GATEWAY_BIN)" \
-		TESTCLOCK_PLUGIN_BIN="$(TESTCLOCK_PLUGIN_BIN)" \
+		TESTCLOCK_PLUGIN_BIN="$(TESTCLOCK_PLUGIN_BIN)" DASHBOARD_BIN="$(DASHBOARD_BIN)" \
 		$(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...
 
 # The Go microbenchmarks, then the load harness (bench/load): a Vault dev server with the
@@ -106,7 +108,9 @@ SOAK_TIMEOUT  ?= 3h
 
 .PHONY: soak
 soak: build
+	CGO_ENABLED=0 $(GO) build -trimpath -tags testclock -o $(TESTCLOCK_PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
 	@vault_bin="$$(scripts/vault-bin.sh)" && \
 	echo "VAULT_BIN=$$vault_bin PLUGIN_BIN=$(PLUGIN_BIN) GATEWAY_BIN=$(GATEWAY_BIN) SOAK_DURATION=$(SOAK_DURATION)" && \
 	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" GATEWAY_BIN="$(GATEWAY_BIN)" APIKEY_SOAK=1 SOAK_DURATION="$(SOAK_DURATION)" \
+		TESTCLOCK_PLUGIN_BIN="$(TESTCLOCK_PLUGIN_BIN)" DASHBOARD_BIN="$(DASHBOARD_BIN)" \
 		$(GO) test -tags integration -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestSoak$$' ./integration/...

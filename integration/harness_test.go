@@ -1,9 +1,10 @@
 //go:build integration
 
 // Package integration runs the plugin inside a real Vault server: the server binary from
-// $VAULT_BIN, the plugin binary from $PLUGIN_BIN and the gateway from $GATEWAY_BIN (all
-// set by `make integration-test`), driven through the official API client and the real
-// `vault` CLI. $TESTCLOCK_PLUGIN_BIN is the same plugin built with the testclock tag
+// $VAULT_BIN, the plugin binary from $PLUGIN_BIN, the gateway from $GATEWAY_BIN and the
+// dashboard from $DASHBOARD_BIN (all set by `make integration-test`), driven through the
+// official API client and the real `vault` CLI (and a real Chromium for the dashboard).
+// $TESTCLOCK_PLUGIN_BIN is the same plugin built with the testclock tag
 // (a test/clock path that moves the engine's clock), used only by the tests that script
 // time (SetupWithClock); every other test runs the shipped binary. Servers and gateways
 // are started by internal/vaulttest; this file wraps it for tests (t.Fatal on error,
@@ -41,6 +42,7 @@ const (
 var (
 	vaultBin      string           // Vault server (and CLI) binary
 	gatewayBin    string           // apikey-gateway binary
+	dashboardBin  string           // apikey-dashboard binary
 	plugin        vaulttest.Plugin // the plugin binary under test, as registered
 	pluginSHA256  string           // of plugin.Bin
 	pluginVersion string           // registered version, must match the plugin's RunningVersion
@@ -55,7 +57,7 @@ var (
 func TestMain(m *testing.M) {
 	if err := setup(); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
-		fmt.Fprintln(os.Stderr, "integration: run `make integration-test` (it builds the plugins and the gateway and sets all four), or set VAULT_BIN (a Vault server binary, see scripts/vault-bin.sh), PLUGIN_BIN and GATEWAY_BIN (the plugin and gateway binaries from `make build`) and TESTCLOCK_PLUGIN_BIN (the plugin built with `go build -tags testclock`, see the Makefile)")
+		fmt.Fprintln(os.Stderr, "integration: run `make integration-test` (it builds the plugins, the gateway and the dashboard and sets all five), or set VAULT_BIN (a Vault server binary, see scripts/vault-bin.sh), PLUGIN_BIN, GATEWAY_BIN and DASHBOARD_BIN (the plugin, gateway and dashboard binaries from `make build`) and TESTCLOCK_PLUGIN_BIN (the plugin built with `go build -tags testclock`, see the Makefile)")
 		os.Exit(2)
 	}
 	os.Exit(m.Run())
@@ -73,6 +75,9 @@ func setup() error {
 		return err
 	}
 	if gatewayBin, err = vaulttest.ExecutableFromEnv("GATEWAY_BIN", ".."); err != nil {
+		return err
+	}
+	if dashboardBin, err = vaulttest.ExecutableFromEnv("DASHBOARD_BIN", ".."); err != nil {
 		return err
 	}
 	testclockBin, err := vaulttest.ExecutableFromEnv("TESTCLOCK_PLUGIN_BIN", "..")

@@ -48,8 +48,12 @@ pick_port() {
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/vault-apikey-dev.XXXXXX")"
 server_pid=""
+dashboard_pid=""
 cleanup() {
 	trap - EXIT INT TERM
+	if [[ -n "$dashboard_pid" ]]; then
+		kill -TERM -- "-$dashboard_pid" 2>/dev/null || true
+	fi
 	if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
 		echo >&2
 		echo "dev: stopping Vault (pid $server_pid)" >&2
@@ -110,6 +114,22 @@ v plugin register -sha256="$sha256" -version="$plugin_version" secret "$plugin_n
 v secrets enable -path="$mount" -plugin-version="$plugin_version" "$plugin_name" >/dev/null
 v write "$mount/roles/demo" scopes=orders:read,orders:write ttl=1h max_ttl=24h >/dev/null
 
+# The dashboard, with a userpass user "dev" who may operate, audit and issue demo keys.
+dashboard_bin="${DASHBOARD_BIN:-$repo/bin/apikey-dashboard}"
+dash_port=8300
+if port_in_use "$dash_port"; then
+	for dash_port in $(shuf -i 20000-60000 -n 50); do
+		port_in_use "$dash_port" || break
+	done
+fi
+v auth enable userpass >/dev/null
+v policy write apikey-operator "$repo/policies/operator.hcl" >/dev/null
+v policy write apikey-auditor "$repo/policies/auditor.hcl" >/dev/null
+sed 's/{{role}}/demo/g' "$repo/policies/issuer.hcl" | v policy write apikey-issuer-demo - >/dev/null
+v write auth/userpass/users/dev password=dev token_policies=apikey-operator,apikey-auditor,apikey-issuer-demo >/dev/null
+setsid "$dashboard_bin" -listen "127.0.0.1:$dash_port" -vault-addr "$VAULT_ADDR" -mount "$mount" >"$work/dashboard.log" 2>&1 &
+dashboard_pid=$!
+
 vault_cmd=vault
 alias_line=""
 if [[ "$(command -v vault 2>/dev/null || true)" != "$vault_bin" ]]; then
@@ -126,6 +146,9 @@ In another shell:
   export VAULT_ADDR='$VAULT_ADDR'
   export VAULT_TOKEN='$root_token'    # dev root token
 ${alias_line}
+
+Dashboard: http://127.0.0.1:$dash_port/  (sign in with the root token, or userpass dev / dev;
+log: $work/dashboard.log)
 
 Sample role: $mount/roles/demo (scopes=orders:read,orders:write ttl=1h max_ttl=24h)
 
