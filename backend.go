@@ -91,6 +91,8 @@ type backend struct {
 	roleCache *lru.Cache[string, *role]
 	// rateLimiter holds per-key token buckets: limits are per Vault node.
 	rateLimiter *ratelimit.Limiter
+	// imported finds keys imported from other systems (imported_index.go).
+	imported *importedIndex
 	// leakedLimiter bounds the unauthenticated leak reports (path_leaked.go).
 	leakedLimiter *ratelimit.Limiter
 	// usage counts uses in memory; PeriodicFunc flushes them to the key records.
@@ -127,6 +129,7 @@ func newBackend() *backend {
 		roleCache:     lru.New[string, *role](maxCachedRoles),
 		rateLimiter:   ratelimit.New(maxRateBuckets),
 		leakedLimiter: ratelimit.New(1),
+		imported:      newImportedIndex(),
 		usage:         usage.NewTracker(),
 		stats:         newRecorder(),
 		detector:      anomaly.NewDetector(maxDetectorKeys),
@@ -138,7 +141,7 @@ func newBackend() *backend {
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configSecretKey},
 			Unauthenticated: []string{leakedPath},
-			LocalStorage:    []string{keyPrefix, usagePrefix, anomalyPrefix},
+			LocalStorage:    []string{keyPrefix, usagePrefix, anomalyPrefix, identityPrefix, importedPrefix},
 		},
 		// Vault matches patterns in order and every pattern here is anchored, so none can
 		// shadow another: creds/<role>/rotate and creds/<role>, keys/<key_id>/usage and
@@ -147,9 +150,12 @@ func newBackend() *backend {
 			[]*framework.Path{pathConfig(b)},
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b), pathRotate(b)},
+			// Before pathKeys: keys/<key_id> would match keys/import and keys/revoke.
+			[]*framework.Path{pathImport(b), pathBulkRevoke(b)},
 			pathKeys(b),
 			pathUsage(b),
 			pathAnomalies(b),
+			pathLimits(b),
 			[]*framework.Path{pathVerify(b), pathTidy(b), pathMetrics(b), pathLeaked(b), pathLeakedCheck(b)},
 			b.clock.paths(b),
 		),
@@ -174,7 +180,7 @@ const maxFieldBytes = 16 << 10
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if clientOperation(req.Operation) {
 		for field, value := range req.Data {
-			if field != "api_key" && oversized(value) {
+			if field != "api_key" && !allowsLargeField(req.Path, field) && oversized(value) {
 				return logical.ErrorResponse("%.60s: value is too long (at most %d bytes)", field, maxFieldBytes), nil
 			}
 		}
@@ -262,6 +268,8 @@ func fitsIn(value interface{}, budget *int) bool {
 // WAL replay): drop whatever the write made stale.
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
+	case strings.HasPrefix(key, importedPrefix):
+		b.invalidateImported(key)
 	case strings.HasPrefix(key, keyPrefix):
 		id := strings.TrimPrefix(key, keyPrefix)
 		b.keyCache.Remove(id)

@@ -167,7 +167,7 @@ func TestBackendReportsVersionAndSpecialPaths(t *testing.T) {
 	require.Regexp(t, `^v\d+\.\d+\.\d+$`, Version)
 	require.Equal(t, []string{"config/secret"}, e.b.PathsSpecial.SealWrapStorage)
 	require.Equal(t, []string{"leaked"}, e.b.PathsSpecial.Unauthenticated)
-	require.Equal(t, []string{"keys/", "usage/", "anomalies/"}, e.b.PathsSpecial.LocalStorage)
+	require.Equal(t, []string{"keys/", "usage/", "anomalies/", "identities/", "imported/"}, e.b.PathsSpecial.LocalStorage)
 }
 
 func TestEveryPathHasHelp(t *testing.T) {

@@ -48,9 +48,35 @@ type keyEntry struct {
 	UseCount   int64     `json:"use_count,omitempty"`
 	LastUsedAt time.Time `json:"last_used_at,omitempty"`
 
-	// boundPrefixes is BoundCIDRs parsed once when the record is loaded, so verify never
-	// parses on its hot path.
+	// Identity is who the key belongs to: the Vault entity of the issuing token, or the
+	// identity an issuer gave where the role allows it; empty for none (role_limits.go).
+	Identity string `json:"identity,omitempty"`
+	// SharedLimits: the key's rate limits and credits are its identity's (when it has one).
+	SharedLimits bool `json:"shared_limits,omitempty"`
+	// RateLimits are the role's named limits, checked with RateLimit (named "default").
+	RateLimits []namedLimit `json:"rate_limits,omitempty"`
+	// Refill resets the key's remaining uses every period (keys with MaxUses only).
+	Refill *refill `json:"refill,omitempty"`
+	// Credits is the key's credit state as last flushed (with UseCount): nil on records
+	// from before credits, whose limit is MaxUses. Keys whose credits are their
+	// identity's keep theirs under identities/ instead.
+	Credits *creditState `json:"credits,omitempty"`
+
+	// boundPrefixes is BoundCIDRs parsed once when the record is loaded, and limits the
+	// rate limits and accounts, so verify never parses on its hot path.
 	boundPrefixes []netip.Prefix
+	limits        keyLimits
+}
+
+// prepare computes what verify reads from the record's fields.
+func (k *keyEntry) prepare() error {
+	prefixes, err := parseCIDRs(k.BoundCIDRs)
+	if err != nil {
+		return err
+	}
+	k.boundPrefixes = prefixes
+	k.prepareLimits()
+	return nil
 }
 
 func (b *backend) storageKeyEntry(ctx context.Context, s logical.Storage, keyID string) (*keyEntry, error) {
@@ -65,7 +91,7 @@ func (b *backend) storageKeyEntry(ctx context.Context, s logical.Storage, keyID 
 	if err := entry.DecodeJSON(&k); err != nil {
 		return nil, fmt.Errorf("decoding key record: %w", err)
 	}
-	if k.boundPrefixes, err = parseCIDRs(k.BoundCIDRs); err != nil {
+	if err := k.prepare(); err != nil {
 		return nil, fmt.Errorf("key record has invalid bound_cidrs: %w", err)
 	}
 	return &k, nil
@@ -125,7 +151,7 @@ func (b *backend) putKeyEntry(ctx context.Context, s logical.Storage, k *keyEntr
 		b.keyCache.Remove(k.KeyID)
 		return fmt.Errorf("storing key record: %w", err)
 	}
-	if k.boundPrefixes, err = parseCIDRs(k.BoundCIDRs); err != nil {
+	if err := k.prepare(); err != nil {
 		b.keyCache.Remove(k.KeyID)
 		return err
 	}
@@ -135,13 +161,36 @@ func (b *backend) putKeyEntry(ctx context.Context, s logical.Storage, k *keyEntr
 }
 
 // deleteKeyEntry removes the record and everything kept in memory for it; deleting a
-// record that is gone is a success.
+// record that is gone is a success. The caller holds the key's lock.
 func (b *backend) deleteKeyEntry(ctx context.Context, s logical.Storage, keyID string) error {
+	// An imported key's index entry is marked revoked first (no read when the mount
+	// holds no imported keys): verify then answers NOT_FOUND for it, and tidy removes it.
+	if err := b.retireImportedKey(ctx, s, keyID); err != nil {
+		return err
+	}
+	// The identity index entry goes after the record: an entry left behind (a failed
+	// delete) is skipped by readers, a record without its entry would hide the key from
+	// identities/<id>/revoke.
+	identity := ""
+	if k, ok := b.keyCache.Peek(keyID); ok {
+		identity = k.Identity
+	} else if k, err := b.storageKeyEntry(ctx, s, keyID); err != nil {
+		// Revocation must not depend on reading the record: the stale index entry is
+		// harmless.
+		b.Logger().Warn("deleting a key record that could not be read: its identity index entry may remain", "key_id", keyID, "error", err)
+	} else if k != nil {
+		identity = k.Identity
+	}
 	b.keyCache.Remove(keyID)
 	if err := s.Delete(ctx, keyPrefix+keyID); err != nil {
 		return fmt.Errorf("deleting key record: %w", err)
 	}
 	b.keyCache.Remove(keyID)
+	if identity != "" {
+		if err := s.Delete(ctx, identityKeyPath(identity, keyID)); err != nil {
+			b.Logger().Warn("could not delete a key's identity index entry", "key_id", keyID, "error", err)
+		}
+	}
 	b.usage.Forget(keyID)
 	b.rateLimiter.Forget(keyID)
 	b.detector.Forget(keyID)
@@ -167,6 +216,7 @@ func (k *keyEntry) publicKey(now time.Time) verifyapi.Key {
 		Metadata:  k.Metadata,
 		ExpiresAt: until,
 		TTL:       until.Sub(now),
+		Identity:  k.Identity,
 	}
 }
 

@@ -69,6 +69,7 @@ type keyFilter struct {
 	neverUsed      *bool
 	name           string
 	metadata       map[string]string
+	identity       string
 	use            keyUseFunc
 }
 
@@ -126,6 +127,12 @@ func keyFilterFromFields(d *framework.FieldData, use keyUseFunc) (*keyFilter, er
 		f.metadata = v.(map[string]string)
 		if err := validateMetadata(f.metadata); err != nil {
 			return nil, fmt.Errorf("metadata: %w", err)
+		}
+	}
+	if v, ok := d.GetOk("identity"); ok {
+		f.identity = v.(string)
+		if err := validateIdentity("identity", f.identity); err != nil {
+			return nil, err
 		}
 	}
 	return f, nil
@@ -208,6 +215,9 @@ func (f *keyFilter) needsUse() bool { return f.unusedFor != nil || f.neverUsed !
 // matches reports whether k passes every filter given. Cheap checks come first.
 func (f *keyFilter) matches(k *keyEntry, now time.Time) bool {
 	if f.role != "" && k.Role != f.role {
+		return false
+	}
+	if f.identity != "" && k.Identity != f.identity {
 		return false
 	}
 	if f.name != "" && !matchGlob(f.name, k.Name) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 func pathCreds(b *backend) *framework.Path {
@@ -48,6 +49,10 @@ func pathCreds(b *backend) *framework.Path {
 				Type:        framework.TypeKVPairs,
 				Description: "Key/value pairs added to the role's metadata. The role's own pairs are authoritative: a pair that would change one is refused.",
 			},
+			"identity": {
+				Type:        framework.TypeString,
+				Description: "Who the key belongs to (1-128 of A-Z a-z 0-9 . _ @ : -), where the role has allow_identity=true. Default: the Vault entity of the issuing token, if any.",
+			},
 		},
 		// No ExistenceCheck: creds is never "created", every write issues a new key, so
 		// both read and update need the same capability shape as other secrets engines.
@@ -63,8 +68,9 @@ func pathCreds(b *backend) *framework.Path {
 // issuedKeyFields documents leaseResponse: the key's public fields (the lease carries
 // the TTL) and the key itself.
 var issuedKeyFields = withFields(keyPublicFields, map[string]*framework.FieldSchema{
-	"api_key": {Type: framework.TypeString, Description: "The API key. Returned this once; only its HMAC is stored."},
-	"ttl":     nil,
+	"api_key":               {Type: framework.TypeString, Description: "The API key. Returned this once; only its HMAC is stored."},
+	"ttl":                   nil,
+	verifyapi.FieldIdentity: {Type: framework.TypeString, Description: "Who the key belongs to (keys with an identity only)."},
 })
 
 // issueRequest is what a new key is made of, after the role's defaults were applied.
@@ -77,10 +83,14 @@ type issueRequest struct {
 	metadata map[string]string
 	// issueMetadata are the pairs added to the role's (part of metadata).
 	issueMetadata map[string]string
-	// useCount and lastUsedAt carry a rotated key's spent uses over to its replacement,
-	// so that rotation never restarts max_uses.
+	// identity is who the key belongs to ("" for none).
+	identity string
+	// useCount, lastUsedAt and credits carry a rotated key's spent uses and credit state
+	// over to its replacement, so that rotation never restarts max_uses; credits nil
+	// gives the role's max_uses (less useCount).
 	useCount   int64
 	lastUsedAt time.Time
+	credits    *creditState
 }
 
 func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -97,6 +107,20 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 	}
 
 	issue := issueRequest{roleName: roleName, role: r, scopes: r.Scopes, ttl: r.TTL, metadata: r.Metadata}
+	// By default a key belongs to the issuing token's entity (none for a root token
+	// without one). Entity ids are UUIDs; anything else is not taken as an identity.
+	if validIdentity(req.EntityID) {
+		issue.identity = req.EntityID
+	}
+	if v, ok := d.GetOk("identity"); ok {
+		if !r.Limits.AllowIdentity {
+			return logical.ErrorResponse("identity: role %q does not let issuers set the identity (allow_identity is false)", roleName), nil
+		}
+		issue.identity = v.(string)
+		if err := validateIdentity("identity", issue.identity); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+	}
 	if v, ok := d.GetOk("scopes"); ok {
 		requested := v.([]string)
 		if err := scopes.Validate(requested); err != nil {
@@ -170,7 +194,7 @@ func (b *backend) issueKey(ctx context.Context, req *logical.Request, issue issu
 	if errResp != nil || err != nil {
 		return errResp, err
 	}
-	if err := b.putKeyEntry(ctx, req.Storage, ik.record); err != nil {
+	if err := b.putNewKeyEntry(ctx, req.Storage, ik.record); err != nil {
 		return nil, err
 	}
 	b.counters.issued(ik.record.Role)
@@ -211,6 +235,20 @@ func (b *backend) newIssuedKey(ctx context.Context, req *logical.Request, issue 
 		ExpiresAt:      now.Add(ttl),
 		UseCount:       issue.useCount,
 		LastUsedAt:     issue.lastUsedAt,
+		Identity:       issue.identity,
+		SharedLimits:   issue.role.Limits.SharedLimits,
+		RateLimits:     issue.role.Limits.RateLimits,
+		Refill:         keyRefill(issue.role),
+	}
+	// Credits shared by an identity live under identities/, not on the key.
+	if !(record.SharedLimits && record.Identity != "") {
+		record.Credits = issue.credits
+		if record.Credits == nil {
+			record.Credits = initialCredits(issue.role, b.clock.now())
+		}
+	}
+	if err := record.prepare(); err != nil {
+		return nil, nil, err
 	}
 	return &issuedKey{key: key, record: record, ttl: ttl, maxTTL: issue.role.MaxTTL, warnings: warnings}, nil, nil
 }
@@ -257,7 +295,10 @@ const credsHelpSyn = `Issue a new API key from a role.`
 const credsHelpDesc = `
 Reading creds/<role> issues a new key with the role's defaults; writing may narrow it:
 scopes (a subset of the role's), ttl (capped by max_ttl), name (a label) and metadata
-(added to the role's, which cannot be changed; at most 64 pairs and 16 KiB in all). The response carries the key (api_key) exactly once: it is
+(added to the role's, which cannot be changed; at most 64 pairs and 16 KiB in all).
+The key belongs to the Vault entity of the issuing token (none for a token without an
+entity), or to identity when the role has allow_identity=true; the response shows it as
+identity. The response carries the key (api_key) exactly once: it is
 never stored, only its HMAC is. The key is a Vault lease: renew it up to max_ttl with
 "vault lease renew", revoke it with "vault lease revoke".
 `

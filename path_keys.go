@@ -128,6 +128,11 @@ func keysListFields() map[string]*framework.FieldSchema {
 			Description: "Only keys whose metadata has every one of these pairs (key=value, repeatable).",
 			Query:       true,
 		},
+		"identity": {
+			Type:        framework.TypeString,
+			Description: "Only keys that belong to this identity (a Vault entity id, or the identity given at issue).",
+			Query:       true,
+		},
 		"after": {
 			Type:        framework.TypeString,
 			Description: "List only key_ids sorted after this one: the next_after of the previous page.",
@@ -205,6 +210,7 @@ func (b *backend) keyListInfo(k *keyEntry, now time.Time) map[string]interface{}
 		"disabled":     k.Disabled,
 		"use_count":    count,
 		"last_used_at": formatLastUsed(lastUsed),
+		"identity":     k.Identity,
 	}
 }
 
@@ -232,31 +238,63 @@ var keyRecordFields = withFields(keyPublicFields, map[string]*framework.FieldSch
 	"bound_cidrs":      {Type: framework.TypeStringSlice, Description: "Networks the key may be used from."},
 	"rate_limit":       {Type: framework.TypeFloat, Description: "Requests per second allowed (0 = off)."},
 	"rate_limit_burst": {Type: framework.TypeInt, Description: "Token bucket size of the rate limit."},
+	"rate_limits":      {Type: framework.TypeStringSlice, Description: "Named rate limits (name=limit/window)."},
 	"max_uses":         {Type: framework.TypeInt64, Description: "Uses allowed (0 = unlimited)."},
 	"use_count":        {Type: framework.TypeInt64, Description: "Uses counted so far."},
 	"last_used_at":     {Type: framework.TypeString, Description: "Last counted use (RFC 3339), or empty."},
-	"remaining_uses":   {Type: framework.TypeInt64, Description: "Uses left (keys with max_uses only)."},
+	"remaining_uses":   {Type: framework.TypeInt64, Description: "Uses left (keys with max_uses only): its identity's shared credits for keys with shared_limits."},
+	"refill_interval":  {Type: framework.TypeString, Description: "How often remaining uses are reset (daily, monthly or a duration), or empty."},
+	"refill_amount":    {Type: framework.TypeInt64, Description: "Remaining uses after each refill (keys with refill_interval only)."},
+	"next_refill_at":   {Type: framework.TypeString, Description: "When remaining uses are next reset (RFC 3339; keys with refill_interval only)."},
+	"identity":         {Type: framework.TypeString, Description: "Who the key belongs to: a Vault entity id, the identity given at issue, or empty."},
+	"shared_limits":    {Type: framework.TypeBool, Description: "Whether the key's rate limits and credits are shared by its identity's keys."},
 	"replaced_by":      {Type: framework.TypeString, Description: "key_id of the key that rotated this one out (rotated keys only)."},
+	"hash_origin":      {Type: framework.TypeString, Description: "Imported keys only: plaintext, or sha256 for a key imported from its SHA-256 (weaker)."},
 })
 
-func (b *backend) keyReadData(k *keyEntry) map[string]interface{} {
-	data := k.publicData(time.Now())
+func (b *backend) keyReadData(ctx context.Context, s logical.Storage, k *keyEntry) (map[string]interface{}, error) {
+	now := b.clock.now()
+	data := k.publicData(now)
 	data["created_at"] = k.CreatedAt.UTC().Format(time.RFC3339)
 	data["disabled"] = k.Disabled
 	data["bound_cidrs"] = nonNilStrings(k.BoundCIDRs)
 	data["rate_limit"] = k.RateLimit
 	data["rate_limit_burst"] = k.RateLimitBurst
+	limits := make([]string, 0, len(k.RateLimits))
+	for _, nl := range k.RateLimits {
+		limits = append(limits, nl.String())
+	}
+	data["rate_limits"] = limits
 	data["max_uses"] = k.MaxUses
 	count, lastUsed := b.keyUse(k)
 	data["use_count"] = count
 	data["last_used_at"] = formatLastUsed(lastUsed)
+	data["identity"] = k.Identity
+	data["shared_limits"] = k.limits.shared
 	if k.MaxUses > 0 {
-		data["remaining_uses"] = max(k.MaxUses-count, 0)
+		seed, err := b.creditSeed(ctx, s, k, now)
+		if err != nil {
+			return nil, err
+		}
+		data["remaining_uses"] = b.usage.Remaining(k.creditAccount(), k.quota(now), seed)
+	}
+	data["refill_interval"] = ""
+	if k.Refill != nil && k.Refill.enabled() {
+		data["refill_interval"] = k.Refill.String()
+		data["refill_amount"] = k.Refill.Amount
+		data["next_refill_at"] = k.Refill.next(now).Format(time.RFC3339)
 	}
 	if k.ReplacedBy != "" {
 		data["replaced_by"] = k.ReplacedBy
 	}
-	return data
+	origin, err := b.importedHashOrigin(ctx, s, k.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	if origin != "" {
+		data["hash_origin"] = origin
+	}
+	return data, nil
 }
 
 func (b *backend) pathKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -268,7 +306,11 @@ func (b *backend) pathKeyRead(ctx context.Context, req *logical.Request, d *fram
 	if err != nil || k == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: b.keyReadData(k)}, nil
+	data, err := b.keyReadData(ctx, req.Storage, k)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: data}, nil
 }
 
 func (b *backend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -308,7 +350,11 @@ func (b *backend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *fr
 	if err := b.putKeyEntry(ctx, req.Storage, &next); err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: b.keyReadData(&next)}, nil
+	data, err := b.keyReadData(ctx, req.Storage, &next)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: data}, nil
 }
 
 // pathKeyDelete makes the key invalid at once. Its lease stays until it ends and then
@@ -329,7 +375,7 @@ const keysListHelpSyn = `List issued keys by key_id, with filters and pages.`
 const keysListHelpDesc = `
 Lists the key_id of every key this mount has issued and not yet revoked or tidied, in
 key_id order. "vault list -detailed" also shows each key's role, name, status,
-created_at, expires_at, disabled flag, use_count and last_used_at.
+created_at, expires_at, disabled flag, use_count, last_used_at and identity.
 
 Filters (all optional; a key must pass every one given):
   role=<name>            keys issued from this role
@@ -341,6 +387,7 @@ Filters (all optional; a key must pass every one given):
   never_used=true|false  keys never used / used at least once
   name=<pattern>         the key's name, exactly; '*' matches any run of characters
   metadata=<k>=<v>       keys whose metadata has this pair (repeat for more pairs)
+  identity=<id>          keys that belong to this identity (see identities/)
 Uses counted in memory on this node and not yet flushed count as uses.
 
 Without limit or after the list is complete (what "vault list" shows) and reads every
@@ -361,7 +408,10 @@ const keyHelpSyn = `Read, update or delete one key's record (never the key itsel
 
 const keyHelpDesc = `
 Reading shows a key's metadata: role, name, scopes, metadata, created_at, expires_at,
-ttl, disabled, its restrictions, use_count, last_used_at and (with max_uses)
+ttl, disabled, its restrictions (rate_limit, rate_limits, max_uses, refill_interval,
+refill_amount), identity, shared_limits, use_count, last_used_at, and with max_uses
+remaining_uses (the identity's shared credits for keys with shared_limits) and
+next_refill_at when the key refills. keys/<key_id>/credits sets or tops up
 remaining_uses. Use counts are kept in memory and written to storage in the background,
 so a read on the node that counted them is exact. Neither the key nor its hash is ever returned.
 Updating may set disabled (true/false), name and metadata. Deleting makes the key invalid

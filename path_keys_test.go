@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
@@ -180,7 +181,7 @@ func TestKeysListFilters(t *testing.T) {
 		records[i+1] = e.putListKey(testKeyID(i+1), lk, now)
 	}
 	// An unflushed use counts: key 6 was never used as far as storage knows.
-	allowed, _ := e.b.usage.Use(testKeyID(6), 1, 0, 0, time.Time{}, now)
+	allowed, _ := e.b.usage.Use(testKeyID(6), 1, usage.Quota{}, usage.State{}, now)
 	require.True(t, allowed)
 
 	cases := []struct {

@@ -27,6 +27,9 @@ type role struct {
 	// Anomaly holds the role's anomaly detection settings (role_anomaly.go). Unlike the
 	// restrictions above, they apply to the role's keys as the role is now.
 	Anomaly roleAnomaly `json:"anomaly"`
+	// Limits holds named rate limits, refills and identity settings (role_limits.go);
+	// keys copy them at issue like the restrictions above.
+	Limits roleLimits `json:"limits"`
 }
 
 func (r *role) toResponseData() map[string]interface{} {
@@ -42,10 +45,11 @@ func (r *role) toResponseData() map[string]interface{} {
 		"metadata":         nonNilMap(r.Metadata),
 	}
 	r.Anomaly.addResponseData(data)
+	r.Limits.addResponseData(data)
 	return data
 }
 
-var roleFields = withFields(anomalyRoleFields, map[string]*framework.FieldSchema{
+var roleFields = withFields(withFields(anomalyRoleFields, limitsRoleFields), map[string]*framework.FieldSchema{
 	"name": {
 		Type:        framework.TypeString,
 		Description: "Name of the role: lowercase (names are case-sensitive, like ACL paths and lease ids).",
@@ -91,7 +95,7 @@ var roleFields = withFields(anomalyRoleFields, map[string]*framework.FieldSchema
 	},
 	"max_uses": {
 		Type:        framework.TypeInt64,
-		Description: "How many uses (sum of verify costs) each key allows. 0 is unlimited.",
+		Description: "How many uses (sum of verify costs) each key allows. 0 is unlimited. With refill_interval, the uses of the first period; keys/<key_id>/credits changes what a key has left.",
 	},
 	"metadata": {
 		Type:        framework.TypeKVPairs,
@@ -239,6 +243,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err := r.Anomaly.update(d); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	if err := r.Limits.update(d); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 	if err := r.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
@@ -301,6 +308,9 @@ func (r *role) validate() error {
 	if err := validateMetadata(r.Metadata); err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
+	if err := r.Limits.validate(r.MaxUses, r.RateLimit); err != nil {
+		return err
+	}
 	return r.Anomaly.validate()
 }
 
@@ -313,7 +323,21 @@ const roleHelpSyn = `Manage a role: the template keys are issued from.`
 const roleHelpDesc = `
 A role fixes what keys issued from it may do: scopes, lease ttl and max_ttl, the key
 prefix, and restrictions checked by verify (bound_cidrs, rate_limit with
-rate_limit_burst, max_uses). metadata is copied into every key. The anomaly_* fields
+rate_limit_burst, max_uses). metadata is copied into every key.
+
+Limits: rate_limits adds named limits (rate_limits=burst=10/1s,daily=10000/24h; at most
+8 with rate_limit, which is named "default"); verify admits a request only when all of
+them do, and refuses with RATE_LIMITED naming the limit (rate_limit_name). Each is a
+token bucket of limit tokens refilled at limit/window: a full bucket admits limit
+requests at once, so over any window at most twice the limit passes (as with fixed
+windows at their boundary). refill_interval (daily, monthly, or a duration such as 24h;
+UTC) resets each key's remaining uses to refill_amount (default max_uses) at every
+period start; unspent uses do not carry over. Keys belong to the Vault entity of the
+token that issued them; allow_identity=true lets issuers name the identity instead, and
+shared_limits=true makes the rate limits and credits of one identity's keys shared (see
+identities/).
+
+The anomaly_* fields
 set how the role's keys are watched for unusual use, and anomaly_action=disable
 disables a key at once when one is seen (see anomalies/).
 

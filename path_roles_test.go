@@ -40,6 +40,11 @@ func TestRoleWriteReadListDelete(t *testing.T) {
 		"rate_limit_burst": 5,
 		"max_uses":         int64(100),
 		"metadata":         map[string]string{"team": "payments"},
+		"rate_limits":      []string{},
+		"refill_interval":  "",
+		"refill_amount":    int64(0),
+		"allow_identity":   false,
+		"shared_limits":    false,
 	}, got)
 
 	// A partial update keeps every field it does not name.

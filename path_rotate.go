@@ -148,16 +148,29 @@ func (b *backend) rollBackUndeliveredRotation(ctx context.Context, req *logical.
 	return true, b.undoRotation(ctx, req.Storage, rotationWAL{OldKeyID: old.KeyID, NewKeyID: old.ReplacedBy, Token: old.RotationToken})
 }
 
-// newReplacement builds the replacement for old from role r; it stores nothing.
+// newReplacement builds the replacement for old from role r; it stores nothing. The
+// replacement belongs to old's identity and keeps its spent uses and credit state:
+// credits left, top-ups and refill period included, with a change of the role's
+// max_uses since old was issued applied as a difference.
 func (b *backend) newReplacement(ctx context.Context, req *logical.Request, r *role, old *keyEntry) (*issuedKey, *logical.Response, error) {
-	useCount, lastUsed := old.UseCount, old.LastUsedAt
-	if count, last, ok := b.usage.Peek(old.KeyID); ok {
-		useCount, lastUsed = count, last
+	now := b.clock.now()
+	// One snapshot of the old key's state: uses counted in memory included.
+	st := b.usage.Effective(old.KeyID, old.quota(now), old.storedState())
+	useCount, lastUsed := st.Count, st.LastUsed
+	var credits *creditState
+	if r.MaxUses > 0 && old.MaxUses > 0 && !old.sharedCredits() {
+		credits = &creditState{Limit: st.Limit + r.MaxUses - old.MaxUses, Period: st.Period}
+		if !r.Limits.Refill.enabled() {
+			credits.Period = 0
+		} else if old.Refill == nil || !old.Refill.enabled() {
+			credits.Period = r.Limits.Refill.period(now)
+		}
 	}
 	metadata, added, dropped := rotationMetadata(r.Metadata, old)
 	replacement, errResp, err := b.newIssuedKey(ctx, req, issueRequest{
 		roleName: old.Role, role: r, scopes: old.Scopes, ttl: old.TTL, name: old.Name,
 		metadata: metadata, issueMetadata: added, useCount: useCount, lastUsedAt: lastUsed,
+		identity: old.Identity, credits: credits,
 	})
 	if errResp != nil || err != nil {
 		return nil, errResp, err
@@ -224,7 +237,7 @@ func (b *backend) writeRotation(ctx context.Context, s logical.Storage, old, rep
 		}
 		return errors.Join(cause, framework.DeleteWAL(cleanup, s, walID))
 	}
-	if err := b.putKeyEntry(ctx, s, replacement); err != nil {
+	if err := b.putNewKeyEntry(ctx, s, replacement); err != nil {
 		return nil, abandon(err)
 	}
 
@@ -315,8 +328,10 @@ const rotateHelpSyn = `Issue a replacement for a key of this role, with a grace 
 const rotateHelpDesc = `
 Names the key to rotate by key_id, or by the key itself (api_key: proof of possession);
 either way it must be a key of this role. Issues a new key (a new lease under
-creds/<role>/rotate) with the old key's scopes, name, metadata and spent uses (max_uses
-does not restart), and the role's current ttl and restrictions. The old key keeps
+creds/<role>/rotate) with the old key's scopes, name, metadata, identity, spent uses and
+credits (max_uses does not restart; remaining uses, top-ups and the refill period carry
+over, a change of the role's max_uses applies as a difference), and the role's current
+ttl and restrictions. The old key keeps
 verifying until now + grace_period (default 0: it stops at once), then verifies as
 EXPIRED; a grace longer than the old key's remaining life does not extend it. The
 response carries the new key and both expiries (expires_at for the new key,

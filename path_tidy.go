@@ -25,6 +25,7 @@ func pathTidy(b *backend) *framework.Path {
 				"deleted":           {Type: framework.TypeInt, Description: "Key records removed."},
 				"usage_deleted":     {Type: framework.TypeInt, Description: "Usage records of gone keys and roles removed (nothing left within the retention)."},
 				"anomalies_deleted": {Type: framework.TypeInt, Description: "Anomaly records older than usage_days removed."},
+				"imported_deleted":  {Type: framework.TypeInt, Description: "Index entries of imported keys revoked more than usage_days ago removed."},
 			})},
 		},
 		HelpSynopsis:    strings.TrimSpace(tidyHelpSyn),
@@ -59,7 +60,11 @@ func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framewo
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]interface{}{"scanned": scanned, "deleted": deleted, "usage_deleted": usageDeleted, "anomalies_deleted": anomaliesDeleted}}, nil
+	importedDeleted, err := b.tidyImported(ctx, req.Storage, cfg.usageRetention(), b.clock.now())
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{"scanned": scanned, "deleted": deleted, "usage_deleted": usageDeleted, "anomalies_deleted": anomaliesDeleted, "imported_deleted": importedDeleted}}, nil
 }
 
 // tidy deletes records of keys whose lease ended more than buffer ago. The lease end is
@@ -137,27 +142,42 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		if _, err := b.tidyAnomalies(ctx, req.Storage, cfg.usageRetention(), b.clock.now()); err != nil {
 			return errors.Join(flushErr, err)
 		}
+		if _, err := b.tidyImported(ctx, req.Storage, cfg.usageRetention(), b.clock.now()); err != nil {
+			return errors.Join(flushErr, err)
+		}
 	}
 	return flushErr
 }
 
-// flushUsage writes in-memory use counts to the key records. Verify never waits for it.
+// flushUsage writes in-memory use counts and credits to the key records, and shared
+// credits to their identities' (path_identities.go). Verify never waits for it.
 func (b *backend) flushUsage(ctx context.Context, s logical.Storage) error {
 	var errs []error
 	for _, p := range b.usage.Dirty() {
-		if err := b.flushOne(ctx, s, p.Key, p.Count, p.LastUsed); err != nil {
-			errs = append(errs, err)
-			continue
+		var err error
+		if identity, shared := strings.CutPrefix(p.Key, identityAccountPrefix); shared {
+			err = b.flushIdentity(ctx, s, identity)
+		} else {
+			err = b.flushOne(ctx, s, p.Key)
 		}
-		b.usage.Flushed(p)
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
 
-func (b *backend) flushOne(ctx context.Context, s logical.Storage, keyID string, count int64, lastUsed time.Time) error {
+// flushOne writes keyID's state from memory to its record. Under the key's lock it
+// takes the newest state, so it never writes one older than what a credits change
+// wrote under the same lock.
+func (b *backend) flushOne(ctx context.Context, s logical.Storage, keyID string) error {
 	lock := b.keyLock(keyID)
 	lock.Lock()
 	defer lock.Unlock()
+	p, ok := b.usage.Snapshot(keyID)
+	if !ok {
+		return nil
+	}
 	k, err := b.storageKeyEntry(ctx, s, keyID)
 	if err != nil {
 		return err
@@ -166,13 +186,24 @@ func (b *backend) flushOne(ctx context.Context, s logical.Storage, keyID string,
 		b.usage.Forget(keyID)
 		return nil
 	}
-	if count <= k.UseCount {
-		return nil // already stored, or a newer count is (counts only grow)
+	stored := k.storedState()
+	sameCredits := !p.Quota || (p.Limit == stored.Limit && p.Period == stored.Period)
+	if p.Count < k.UseCount || (p.Count == k.UseCount && sameCredits) {
+		// Already stored, or a newer count is (counts only grow).
+		b.usage.Flushed(p)
+		return nil
 	}
 	next := *k
-	next.UseCount = count
-	next.LastUsedAt = lastUsed.UTC()
-	return b.putKeyEntry(ctx, s, &next)
+	next.UseCount = p.Count
+	next.LastUsedAt = p.LastUsed.UTC()
+	if p.Quota && !k.sharedCredits() {
+		next.Credits = &creditState{Limit: p.Limit, Period: p.Period}
+	}
+	if err := b.putKeyEntry(ctx, s, &next); err != nil {
+		return err
+	}
+	b.usage.Flushed(p)
+	return nil
 }
 
 const tidyHelpSyn = `Remove records of keys that expired.`

@@ -31,7 +31,7 @@ func TestTidyRemovesOnlyExpiredRecords(t *testing.T) {
 	e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": rotated.keyID})
 
 	got := e.mustOK(logical.UpdateOperation, "tidy", nil).Data
-	require.Equal(t, map[string]interface{}{"scanned": 5, "deleted": 1, "usage_deleted": 0, "anomalies_deleted": 0}, got)
+	require.Equal(t, map[string]interface{}{"scanned": 5, "deleted": 1, "usage_deleted": 0, "anomalies_deleted": 0, "imported_deleted": 0}, got)
 
 	list := e.mustOK(logical.ListOperation, "keys/", nil).Data["keys"].([]string)
 	require.NotContains(t, list, old.keyID)

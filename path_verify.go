@@ -13,6 +13,7 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/clientaddr"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/scopes"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usagestats"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
@@ -70,9 +71,11 @@ func pathVerify(b *backend) *framework.Path {
 var verifyResponseFields = withFields(keyPublicFields, map[string]*framework.FieldSchema{
 	verifyapi.FieldValid:         {Type: framework.TypeBool, Description: "Whether the key may be used for this request."},
 	verifyapi.FieldCode:          {Type: framework.TypeString, Description: "Why: MALFORMED, NOT_FOUND, DISABLED, EXPIRED, FORBIDDEN_IP, INSUFFICIENT_SCOPE, RATE_LIMITED, USAGE_EXCEEDED or VALID."},
-	verifyapi.FieldRemainingUses: {Type: framework.TypeInt64, Description: "Uses left under max_uses (only for keys with max_uses)."},
-	verifyapi.FieldRateLimit:     {Type: framework.TypeFloat, Description: "The key's rate limit in requests per second (only for rate-limited keys)."},
-	verifyapi.FieldRetryAfter:    {Type: framework.TypeInt, Description: "Seconds until the rate limit admits a request (RATE_LIMITED only)."},
+	verifyapi.FieldRemainingUses: {Type: framework.TypeInt64, Description: "Uses left under max_uses, refills and top-ups included (only for keys with max_uses); the identity's shared credits for keys with shared_limits."},
+	verifyapi.FieldRateLimit:     {Type: framework.TypeFloat, Description: "The key's rate limit in requests per second: rate_limit, or the slowest of rate_limits (only for rate-limited keys)."},
+	verifyapi.FieldRetryAfter:    {Type: framework.TypeInt, Description: "Seconds until every rate limit of the key admits a request (RATE_LIMITED only)."},
+	verifyapi.FieldRateLimitName: {Type: framework.TypeString, Description: "The limit that refused: a name of the role's rate_limits, or default for rate_limit (RATE_LIMITED only)."},
+	verifyapi.FieldIdentity:      {Type: framework.TypeString, Description: "Who the key belongs to (keys with an identity only)."},
 })
 
 // verifyResult is a refusal that says nothing about the key (MALFORMED, NOT_FOUND).
@@ -123,11 +126,20 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 
 	now := b.clock.now()
 	parsed, err := keyformat.Parse(key)
+	keyID, imported := parsed.KeyID, false
 	if err != nil {
-		b.countVerify("", "", verifyapi.CodeMalformed, tags, clientIP, now)
-		return verifyResult(verifyapi.CodeMalformed), nil
+		// Not this engine's format: an imported key, or MALFORMED (no storage read when
+		// the mount holds no imported keys, at most one lookup when it does).
+		if keyID, err = b.importedKeyID(ctx, req.Storage, key); err != nil {
+			return nil, err
+		}
+		if keyID == "" {
+			b.countVerify("", "", verifyapi.CodeMalformed, tags, clientIP, now)
+			return verifyResult(verifyapi.CodeMalformed), nil
+		}
+		imported = true
 	}
-	k, err := b.cachedKeyEntry(ctx, req.Storage, parsed.KeyID)
+	k, err := b.cachedKeyEntry(ctx, req.Storage, keyID)
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +152,9 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		return nil, err
 	}
 	hash := keyHash(secret, key)
+	if imported {
+		hash = importedKeyHash(secret, key)
+	}
 	if secret == nil || !hashesEqual(hash, k.Hash) {
 		// Counted for the key whose id was presented: a run of these is someone
 		// guessing the secret of a known key_id (the caller still learns nothing).
@@ -148,30 +163,34 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		return verifyResult(verifyapi.CodeNotFound), nil
 	}
 
-	var code string
-	var remaining int64
-	var retryAfter time.Duration
 	account, err := b.accountKey(ctx, req.Storage, k)
 	if err != nil {
 		return nil, err
 	}
-	if code = b.checkKeyState(k, requested, clientIP, now); code == "" {
-		code, remaining, retryAfter = b.chargeKeyOnce(account, requestID, requested, clientIP, cost, now)
-	} else {
-		remaining = b.usage.Remaining(account.KeyID, account.MaxUses, account.UseCount)
+	seed, err := b.creditSeed(ctx, req.Storage, account, now)
+	if err != nil {
+		return nil, err
 	}
-	b.countVerify(k.KeyID, k.Role, code, tags, clientIP, now)
-	b.detect(ctx, req.Storage, k, code, clientIP, now)
+	var c charge
+	if c.code = b.checkKeyState(k, requested, clientIP, now); c.code == "" {
+		c = b.chargeKeyOnce(account, seed, requestID, requested, clientIP, cost, now)
+	} else {
+		c.remaining = b.usage.Remaining(account.creditAccount(), account.quota(now), seed)
+	}
+	b.countVerify(k.KeyID, k.Role, c.code, tags, clientIP, now)
+	b.detect(ctx, req.Storage, k, c.code, clientIP, now)
 	publicKey := k.publicKey(now)
 	resp := verifyapi.Response{
-		Valid:      code == verifyapi.CodeValid,
-		Code:       code,
-		Key:        &publicKey,
-		RetryAfter: retryAfter,
+		Valid:         c.code == verifyapi.CodeValid,
+		Code:          c.code,
+		Key:           &publicKey,
+		RetryAfter:    c.retryAfter,
+		RateLimitName: c.limitName,
 		// Tells callers that cache results (apikeyauth) to ask for every use.
-		RateLimit: account.RateLimit,
+		RateLimit: account.limits.meteredRate,
 	}
 	if account.MaxUses > 0 {
+		remaining := c.remaining // escapes: only keys with max_uses pay for it
 		resp.RemainingUses = &remaining
 	}
 	return &logical.Response{Data: resp.Data()}, nil
@@ -234,34 +253,53 @@ func (b *backend) checkKeyState(k *keyEntry, requested []string, clientIP netip.
 	return ""
 }
 
-// chargeKey applies the rate limit, then max_uses, to a request that passed every
-// earlier check: only such a request takes a rate-limit token, and only a VALID one is
-// counted as a use.
-func (b *backend) chargeKey(k *keyEntry, cost int64, now time.Time) (code string, remaining int64, retryAfter time.Duration) {
-	if ok, wait := b.rateLimiter.Allow(k.KeyID, k.RateLimit, k.RateLimitBurst, now); !ok {
-		return verifyapi.CodeRateLimited, b.usage.Remaining(k.KeyID, k.MaxUses, k.UseCount), wait
+// charge is the charging part of a verify answer.
+type charge struct {
+	code       string
+	remaining  int64
+	retryAfter time.Duration
+	// limitName names the rate limit that refused (RATE_LIMITED only).
+	limitName string
+}
+
+// chargeKey applies the rate limits, then max_uses, to a request that passed every
+// earlier check: only such a request takes rate-limit tokens (one from each of the
+// key's limits, and only when all of them admit it), and only a VALID one is counted
+// as a use. seed is the stored state of the credits k spends (creditSeed). Keys whose
+// limits are their identity's take tokens and credits from the identity's account and
+// still count their own uses.
+func (b *backend) chargeKey(k *keyEntry, seed usage.State, cost int64, now time.Time) charge {
+	q := k.quota(now)
+	credits := k.creditAccount()
+	if len(k.limits.buckets) > 0 {
+		if ok, refused, wait := b.rateLimiter.AllowAll(k.limiterAccount(), k.limits.buckets, now); !ok {
+			return charge{code: verifyapi.CodeRateLimited, remaining: b.usage.Remaining(credits, q, seed), retryAfter: wait, limitName: k.limits.buckets[refused].Name}
+		}
 	}
-	ok, remaining := b.usage.Use(k.KeyID, cost, k.MaxUses, k.UseCount, k.LastUsedAt, now)
+	ok, remaining := b.usage.Use(credits, cost, q, seed, now)
 	if !ok {
-		return verifyapi.CodeUsageExceeded, remaining, 0
+		return charge{code: verifyapi.CodeUsageExceeded, remaining: remaining}
 	}
-	return verifyapi.CodeValid, remaining, 0
+	if credits != k.KeyID && cost > 0 {
+		b.usage.Use(k.KeyID, cost, usage.Quota{}, usage.State{Count: k.UseCount, LastUsed: k.LastUsedAt}, now)
+	}
+	return charge{code: verifyapi.CodeValid, remaining: remaining}
 }
 
 // chargeKeyOnce is chargeKey, except that a repeat of a request_id answers what the
 // first attempt did without charging again. Only the charging checks are replayed: a
 // key revoked, disabled or expired since the first attempt was refused before this.
-func (b *backend) chargeKeyOnce(k *keyEntry, requestID string, requested []string, clientIP netip.Addr, cost int64, now time.Time) (string, int64, time.Duration) {
+func (b *backend) chargeKeyOnce(k *keyEntry, seed usage.State, requestID string, requested []string, clientIP netip.Addr, cost int64, now time.Time) charge {
 	if requestID == "" {
-		return b.chargeKey(k, cost, now)
+		return b.chargeKey(k, seed, cost, now)
 	}
 	replayKey := verifyReplayKey{requestID: requestID, keyID: k.KeyID, scopes: sha256.Sum256([]byte(strings.Join(requested, " "))), clientIP: clientIP, cost: cost}
 	if replay, ok := b.verifyReplays.Get(replayKey); ok && now.Sub(replay.at) < verifyReplayWindow {
-		return replay.code, replay.remaining, replay.retryAfter
+		return replay.charge
 	}
-	code, remaining, retryAfter := b.chargeKey(k, cost, now)
-	b.verifyReplays.Add(replayKey, verifyReplay{at: now, code: code, remaining: remaining, retryAfter: retryAfter})
-	return code, remaining, retryAfter
+	c := b.chargeKey(k, seed, cost, now)
+	b.verifyReplays.Add(replayKey, verifyReplay{at: now, charge: c})
+	return c
 }
 
 // Replayed verify answers: how long and how many are kept.
@@ -281,12 +319,10 @@ type verifyReplayKey struct {
 	cost      int64
 }
 
-// verifyReplay is the charging part of a verify answer.
+// verifyReplay is the charging part of a verify answer and when it was given.
 type verifyReplay struct {
-	at         time.Time
-	code       string
-	remaining  int64
-	retryAfter time.Duration
+	at time.Time
+	charge
 }
 
 func validRequestID(id string) bool {
@@ -313,15 +349,19 @@ A well-formed request always answers 200 with valid (bool) and code, checked in 
 order: MALFORMED (not a key of this engine: prefix, charset, length or checksum; no storage
 is read), NOT_FOUND (unknown, revoked or wrong key; nothing else is returned), DISABLED,
 EXPIRED, FORBIDDEN_IP (client_ip missing or outside bound_cidrs), INSUFFICIENT_SCOPE,
-RATE_LIMITED (with retry_after in seconds; limits are per key and per Vault node),
-USAGE_EXCEEDED (max_uses spent), VALID (the use is counted). With request_id, a repeat
+RATE_LIMITED (with retry_after in seconds and rate_limit_name, the limit that refused:
+a name of the role's rate_limits, or default for rate_limit; a request is admitted only
+when every limit admits it, and then takes a token from each; limits are per key, or
+per identity for keys with shared_limits, and per Vault node), USAGE_EXCEEDED (max_uses
+spent, or what a refill or top-up left), VALID (the use is counted). With request_id, a repeat
 of the same check within a minute (a client's retry after a 5xx) is not counted again.
 Every outcome is counted over time per key, role and mount, with the optional tags
 (name=value labels, at most 8) and the client's network; keys/<key_id>/usage, usage and
 metrics read the counts. For every code after
 NOT_FOUND the response also has key_id, role, name, scopes, metadata, expires_at, ttl,
-remaining_uses (keys with max_uses) and rate_limit (rate-limited keys). It never
-contains the key. A missing or empty api_key, or a malformed scope, client_ip or tag, is a 400.
+identity (keys that belong to one), remaining_uses (keys with max_uses: refills and
+top-ups included, the identity's shared credits for keys with shared_limits) and
+rate_limit (rate-limited keys). It never contains the key. A missing or empty api_key, or a malformed scope, client_ip or tag, is a 400.
 
 To keep key_id and code readable in audit logs while api_key stays HMAC'd:
   vault secrets tune -audit-non-hmac-response-keys=key_id -audit-non-hmac-response-keys=code \

@@ -490,3 +490,273 @@ func TestVerifyAddressFormsAgree(t *testing.T) {
 		})
 	}
 }
+
+// chargeAt runs verify's charging step for key keyID at now, as pathVerify does after
+// its checks, so tests can cross refill and rate-limit boundaries without waiting.
+func (e *testEnv) chargeAt(keyID string, cost int64, now time.Time) charge {
+	e.t.Helper()
+	k, err := e.b.cachedKeyEntry(e.ctx, e.storage, keyID)
+	require.NoError(e.t, err)
+	require.NotNil(e.t, k)
+	account, err := e.b.accountKey(e.ctx, e.storage, k)
+	require.NoError(e.t, err)
+	seed, err := e.b.creditSeed(e.ctx, e.storage, account, now)
+	require.NoError(e.t, err)
+	return e.b.chargeKey(account, seed, cost, now)
+}
+
+// TestVerifyNamedRateLimits: every limit is checked, the refusal names the limit with
+// its own retry_after, and a refused request takes no token from any limit.
+func TestVerifyNamedRateLimits(t *testing.T) {
+	e := newLimitsEnv(t)
+	e.writeRole("named", map[string]interface{}{"rate_limits": "burst=1/1h,daily=5/24h"})
+	k := e.issue("named", nil)
+	got := e.verify(map[string]interface{}{"api_key": k.key})
+	require.Equal(t, verifyapi.CodeValid, got["code"])
+	require.InDelta(t, 5.0/86400, got["rate_limit"], 1e-12, "the slowest rate tells caching callers the key is metered")
+	got = e.verify(map[string]interface{}{"api_key": k.key})
+	require.Equal(t, verifyapi.CodeRateLimited, got["code"])
+	require.Equal(t, "burst", got["rate_limit_name"])
+	require.InDelta(t, 3600, got["retry_after"].(int64), 2)
+
+	// rate_limit keeps working as one limit, named default, beside named ones.
+	e.writeRole("legacy", map[string]interface{}{"rate_limit": 0.001, "rate_limit_burst": 1, "rate_limits": "hour=10/1h"})
+	l := e.issue("legacy", nil)
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(l.key))
+	got = e.verify(map[string]interface{}{"api_key": l.key})
+	require.Equal(t, verifyapi.CodeRateLimited, got["code"])
+	require.Equal(t, "default", got["rate_limit_name"])
+	require.Equal(t, 0.001, got["rate_limit"])
+	e.writeRole("only", map[string]interface{}{"rate_limit": 0.001, "rate_limit_burst": 1})
+	o := e.issue("only", nil)
+	e.verifyCode(o.key)
+	require.Equal(t, "default", e.verify(map[string]interface{}{"api_key": o.key})["rate_limit_name"])
+
+	// Through the charging step at chosen times: burst=1/1h refuses for an hour while
+	// daily=5/24h still has 4 tokens (and gains 5/24 an hour). Ten refusals take none of
+	// them: the next five hours each admit one request, and only the sixth runs into
+	// daily.
+	e.writeRole("times", map[string]interface{}{"rate_limits": "burst=1/1h,daily=5/24h"})
+	tk := e.issue("times", nil)
+	t0 := time.Now()
+	require.Equal(t, verifyapi.CodeValid, e.chargeAt(tk.keyID, 1, t0).code)
+	for range 10 {
+		c := e.chargeAt(tk.keyID, 1, t0.Add(time.Minute))
+		require.Equal(t, verifyapi.CodeRateLimited, c.code)
+		require.Equal(t, "burst", c.limitName)
+		require.InDelta(t, 59*time.Minute, c.retryAfter, float64(time.Second))
+	}
+	for h := 1; h <= 5; h++ {
+		c := e.chargeAt(tk.keyID, 1, t0.Add(time.Duration(h)*time.Hour))
+		require.Equal(t, verifyapi.CodeValid, c.code, "hour %d: daily was not charged by the refusals", h)
+	}
+	c := e.chargeAt(tk.keyID, 1, t0.Add(6*time.Hour))
+	require.Equal(t, verifyapi.CodeRateLimited, c.code)
+	require.Equal(t, "daily", c.limitName, "six in six hours: daily (5/24h) is spent, burst is not")
+	require.InDelta(t, 3.6*float64(time.Hour), c.retryAfter, float64(time.Minute), "(1 - 0.25 tokens) at 5/24h")
+
+	// The other way round: a refusal by daily takes nothing from burst.
+	e.writeRole("twice", map[string]interface{}{"rate_limits": "burst=2/1h,daily=1/24h"})
+	wk := e.issue("twice", nil)
+	require.Equal(t, verifyapi.CodeValid, e.chargeAt(wk.keyID, 1, t0).code)
+	for range 5 {
+		require.Equal(t, "daily", e.chargeAt(wk.keyID, 1, t0).limitName)
+	}
+	// A key's state is one bucket per limit, whatever the windows.
+	fresh := e.issue("twice", nil)
+	before := e.b.rateLimiter.Buckets()
+	e.chargeAt(fresh.keyID, 1, t0)
+	require.Equal(t, 2, e.b.rateLimiter.Buckets()-before)
+}
+
+// TestVerifyRefillBoundaries crosses refill boundaries through the charging step, which
+// verify runs with b.clock.now(): remaining uses become refill_amount at each period
+// start, unspent uses do not carry over, and nothing is written to storage for it.
+func TestVerifyRefillBoundaries(t *testing.T) {
+	e := newLimitsEnv(t)
+	e.writeRole("daily", map[string]interface{}{"max_uses": 3, "refill_interval": "daily", "refill_amount": 5})
+	k := e.issue("daily", nil)
+	rec := e.record(k.keyID)
+	require.NotNil(t, rec.Refill)
+	require.Equal(t, int64(5), rec.Refill.Amount)
+	issued := time.Unix(rec.Credits.Period, 0).Add(time.Second) // in the period the key was issued in
+	boundary := rec.Refill.next(issued)
+
+	steps := []struct {
+		name          string
+		at            time.Time
+		cost          int64
+		wantCode      string
+		wantRemaining int64
+	}{
+		{"max_uses in the first period", issued, 3, verifyapi.CodeValid, 0},
+		{"spent", issued.Add(time.Hour), 1, verifyapi.CodeUsageExceeded, 0},
+		{"a second before the boundary", boundary.Add(-time.Second), 1, verifyapi.CodeUsageExceeded, 0},
+		{"at the boundary: refill_amount", boundary, 1, verifyapi.CodeValid, 4},
+		{"cost 0 checks", boundary.Add(time.Minute), 0, verifyapi.CodeValid, 4},
+		{"a cost over what is left", boundary.Add(time.Hour), 5, verifyapi.CodeUsageExceeded, 4},
+		{"unspent uses do not carry over", boundary.Add(24 * time.Hour), 5, verifyapi.CodeValid, 0},
+		{"two periods later: one refill", boundary.Add(72 * time.Hour), 0, verifyapi.CodeValid, 5},
+	}
+	before := storageSnapshot(t, e)
+	for _, s := range steps {
+		c := e.chargeAt(k.keyID, s.cost, s.at)
+		require.Equal(t, s.wantCode, c.code, s.name)
+		require.Equal(t, s.wantRemaining, c.remaining, s.name)
+	}
+	require.Equal(t, before, storageSnapshot(t, e), "refills are computed, never written by verify")
+
+	// The flushed state carries the refill: a new backend on the same storage agrees.
+	require.NoError(t, e.b.flushUsage(e.ctx, e.storage))
+	rec = e.record(k.keyID)
+	require.Equal(t, int64(9), rec.UseCount)
+	require.Equal(t, boundary.Add(72*time.Hour).Unix(), rec.Credits.Period, "the state of the last period seen")
+	require.Equal(t, int64(14), rec.Credits.Limit)
+	e2 := reopen(t, e)
+	c := e2.chargeAt(k.keyID, 5, boundary.Add(73*time.Hour))
+	require.Equal(t, verifyapi.CodeValid, c.code, "after a restart, the same period's credits")
+	require.Equal(t, verifyapi.CodeUsageExceeded, e2.chargeAt(k.keyID, 1, boundary.Add(74*time.Hour)).code)
+	c = e2.chargeAt(k.keyID, 0, boundary.Add(96*time.Hour))
+	require.Equal(t, int64(5), c.remaining, "the next period refills")
+
+	// Monthly, in UTC calendar months.
+	e.writeRole("monthly", map[string]interface{}{"max_uses": 2, "refill_interval": "monthly"})
+	m := e.issue("monthly", nil)
+	mrec := e.record(m.keyID)
+	start := time.Unix(mrec.Credits.Period, 0).UTC()
+	require.Equal(t, 1, start.Day())
+	require.Equal(t, verifyapi.CodeValid, e.chargeAt(m.keyID, 2, start).code)
+	require.Equal(t, verifyapi.CodeUsageExceeded, e.chargeAt(m.keyID, 1, start.AddDate(0, 1, 0).Add(-time.Second)).code)
+	c = e.chargeAt(m.keyID, 1, start.AddDate(0, 1, 0))
+	require.Equal(t, verifyapi.CodeValid, c.code)
+	require.Equal(t, int64(1), c.remaining, "refill_amount defaults to max_uses")
+
+	// keys/<key_id> shows the next refill.
+	read := e.mustOK(logical.ReadOperation, "keys/"+m.keyID, nil).Data
+	require.Equal(t, "monthly", read["refill_interval"])
+	require.Equal(t, int64(2), read["refill_amount"])
+	require.NotEmpty(t, read["next_refill_at"])
+}
+
+// reopen is a new backend on e's storage, as after a restart of the plugin.
+func reopen(t *testing.T, e *testEnv) *testEnv {
+	t.Helper()
+	config := logical.TestBackendConfig()
+	config.StorageView = e.storage
+	config.System = testSystemView()
+	raw, err := Factory(e.ctx, config)
+	require.NoError(t, err)
+	next := &testEnv{t: t, b: raw.(*backend), storage: e.storage, ctx: e.ctx}
+	return next
+}
+
+// TestVerifyRestartKeepsSpentCredits: spent credits, a top-up and shared credits are
+// flushed and survive a new backend on the same storage.
+func TestVerifyRestartKeepsSpentCredits(t *testing.T) {
+	e := newLimitsEnv(t)
+	e.writeRole("quota", map[string]interface{}{"max_uses": 10})
+	e.writeRole("shared", map[string]interface{}{"max_uses": 10, "shared_limits": true, "allow_identity": true})
+	own := e.issue("quota", nil)
+	a := e.issue("shared", map[string]interface{}{"identity": "acme"})
+	b := e.issue("shared", map[string]interface{}{"identity": "acme"})
+	e.verify(map[string]interface{}{"api_key": own.key, "cost": 4})
+	e.mustOK(logical.UpdateOperation, "keys/"+own.keyID+"/credits", map[string]interface{}{"add": 5}) // 11 left
+	e.verify(map[string]interface{}{"api_key": own.key, "cost": 1})                                   // 10 left
+	e.verify(map[string]interface{}{"api_key": a.key, "cost": 3})
+	e.verify(map[string]interface{}{"api_key": b.key, "cost": 4})
+	require.NoError(t, e.b.periodic(e.ctx, &logical.Request{Storage: e.storage}))
+
+	e2 := reopen(t, e)
+	got := e2.verify(map[string]interface{}{"api_key": own.key, "cost": 0})
+	require.Equal(t, int64(10), got["remaining_uses"])
+	got = e2.verify(map[string]interface{}{"api_key": b.key, "cost": 0})
+	require.Equal(t, int64(3), got["remaining_uses"], "the identity's 10, less 3 and 4")
+	require.Equal(t, verifyapi.CodeUsageExceeded, e2.verify(map[string]interface{}{"api_key": a.key, "cost": 4})["code"])
+	read := e2.mustOK(logical.ReadOperation, "keys/"+a.keyID, nil).Data
+	require.Equal(t, int64(3), read["use_count"], "each key keeps its own use count")
+	require.Equal(t, int64(3), read["remaining_uses"])
+}
+
+func benchmarkVerifyRole(b *testing.B, role map[string]interface{}, issue map[string]interface{}) {
+	e := newTestEnv(&testing.T{})
+	e.t = nil
+	if resp, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.CreateOperation, Path: "roles/svc", Storage: e.storage, Data: role}); err != nil || resp.IsError() {
+		b.Fatal(err, resp)
+	}
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "creds/svc", Storage: e.storage, Data: issue})
+	if err != nil || resp.IsError() {
+		b.Fatal(err, resp)
+	}
+	key := resp.Data["api_key"].(string)
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "verify", Storage: e.storage}
+	b.ReportAllocs()
+	for b.Loop() {
+		req.Data = map[string]interface{}{"api_key": key, "scopes": []string{"orders:read"}}
+		resp, err := e.b.HandleRequest(e.ctx, req)
+		if err != nil || resp.Data["code"] != verifyapi.CodeValid {
+			b.Fatal(err, resp)
+		}
+	}
+}
+
+// BenchmarkVerifyLimits is BenchmarkVerifyWarmCache for keys with the limits of
+// role_limits.go: two named rate limits, credits that refill, and limits and credits
+// shared by an identity (high enough never to refuse).
+func BenchmarkVerifyLimits(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		role  map[string]interface{}
+		issue map[string]interface{}
+	}{
+		{"none", map[string]interface{}{"scopes": "orders:*"}, nil},
+		{"two limits", map[string]interface{}{"scopes": "orders:*", "rate_limits": "burst=1000000000/1s,daily=1000000000/24h"}, nil},
+		{"credits refill", map[string]interface{}{"scopes": "orders:*", "max_uses": int64(maxCredits), "refill_interval": "daily"}, nil},
+		{"shared", map[string]interface{}{"scopes": "orders:*", "rate_limits": "burst=1000000000/1s,daily=1000000000/24h", "max_uses": int64(maxCredits), "shared_limits": true, "allow_identity": true}, map[string]interface{}{"identity": "acme"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchmarkVerifyRole(b, bc.role, bc.issue) })
+	}
+}
+
+// BenchmarkChargeKey is verify's charging step alone (rate limits and credits), where
+// the limits of role_limits.go cost what they cost: whole verifies are dominated by the
+// framework and the HMAC (BenchmarkVerifyLimits).
+func BenchmarkChargeKey(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		role  map[string]interface{}
+		issue map[string]interface{}
+	}{
+		{"none", nil, nil},
+		{"rate_limit", map[string]interface{}{"rate_limit": 1e9}, nil},
+		{"two limits", map[string]interface{}{"rate_limits": "burst=1000000000/1s,daily=1000000000/24h"}, nil},
+		{"credits refill", map[string]interface{}{"max_uses": int64(maxCredits), "refill_interval": "daily"}, nil},
+		{"shared", map[string]interface{}{"rate_limits": "burst=1000000000/1s,daily=1000000000/24h", "max_uses": int64(maxCredits), "shared_limits": true, "allow_identity": true}, map[string]interface{}{"identity": "acme"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := newTestEnv(&testing.T{})
+			e.t = nil
+			if resp, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.CreateOperation, Path: "roles/svc", Storage: e.storage, Data: bc.role}); err != nil || resp.IsError() {
+				b.Fatal(err, resp)
+			}
+			resp, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "creds/svc", Storage: e.storage, Data: bc.issue})
+			if err != nil || resp.IsError() {
+				b.Fatal(err, resp)
+			}
+			k, err := e.b.cachedKeyEntry(e.ctx, e.storage, resp.Data["key_id"].(string))
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			seed, err := e.b.creditSeed(e.ctx, e.storage, k, now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if c := e.b.chargeKey(k, seed, 1, now); c.code != verifyapi.CodeValid {
+					b.Fatal(c)
+				}
+			}
+		})
+	}
+}

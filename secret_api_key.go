@@ -33,6 +33,9 @@ func leaseKeyID(req *logical.Request) string {
 }
 
 func (b *backend) secretAPIKeyRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if ids, ok := importBatchKeyIDs(req); ok {
+		return b.renewImportBatch(ctx, req, ids)
+	}
 	keyID := leaseKeyID(req)
 	if keyID == "" {
 		return logical.ErrorResponse("lease has no key_id: it cannot be renewed"), nil
@@ -81,6 +84,9 @@ func (b *backend) secretAPIKeyRenew(ctx context.Context, req *logical.Request, _
 // failure is returned as a plain error so that Vault retries the revocation; it is never
 // logical.ErrInvalidRequest, which would make the lease irrevocable.
 func (b *backend) secretAPIKeyRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if ids, ok := importBatchKeyIDs(req); ok {
+		return b.revokeImportBatch(ctx, req, ids)
+	}
 	keyID := leaseKeyID(req)
 	if keyID == "" {
 		b.Logger().Warn("revoking a lease without key_id: nothing to delete")

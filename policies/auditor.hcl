@@ -36,3 +36,12 @@ path "apikey/anomalies/" {
 path "apikey/anomalies/+" {
   capabilities = ["read"]
 }
+
+# Identities: which keys belong to whom, and their totals.
+path "apikey/identities/" {
+  capabilities = ["list"]
+}
+
+path "apikey/identities/+" {
+  capabilities = ["read"]
+}

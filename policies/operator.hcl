@@ -60,3 +60,30 @@ path "apikey/keys/+/usage" {
 path "apikey/usage" {
   capabilities = ["read"]
 }
+
+# Credits: set or top up a key's remaining uses (set=N or add=N).
+path "apikey/keys/+/credits" {
+  capabilities = ["update"]
+}
+
+# Identities: their keys and totals; revoke every key of one identity.
+path "apikey/identities/" {
+  capabilities = ["list"]
+}
+
+path "apikey/identities/+" {
+  capabilities = ["read"]
+}
+
+path "apikey/identities/+/revoke" {
+  capabilities = ["update"]
+}
+
+# Import keys clients already hold; revoke many keys at once (dry_run first).
+path "apikey/keys/import" {
+  capabilities = ["update"]
+}
+
+path "apikey/keys/revoke" {
+  capabilities = ["update"]
+}

@@ -11,6 +11,9 @@
 //   - apikey/creds/<role> and auth/token/create (both create a lease),
 //   - apikey/verify over 1k stored keys and over up to 100k stored keys,
 //   - the apikey-gateway binary with auth on and off in front of an in-process upstream,
+//   - nginx and Caddy (when installed) with forward auth (the configs of docs/proxies,
+//     asking the gateway in forward-auth mode) and without auth, in front of the same
+//     upstream,
 //   - a no-op external plugin (bench/noopplugin, -noop-plugin) in the same Vault: a POST
 //     with a fixed answer beside verify, and a lease read without storage (and one with a
 //     storage write) beside issue, the floor of Vault's external-plugin path.
@@ -40,6 +43,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,6 +72,9 @@ type config struct {
 	mdPath        string
 	rounds        int
 	keepDir       bool
+	nginxBin      string
+	caddyBin      string
+	proxiesDir    string
 }
 
 func parseFlags() config {
@@ -90,6 +97,9 @@ func parseFlags() config {
 	flag.StringVar(&c.mdPath, "md", "", "also write the table as Markdown to this file")
 	flag.IntVar(&c.rounds, "rounds", 5, "rows that a ratio compares take turns in this many segments of -d/rounds each")
 	flag.BoolVar(&c.keepDir, "keep", false, "keep the work directory (Vault and gateway logs)")
+	flag.StringVar(&c.nginxBin, "nginx", "", "nginx binary for ratio 9a (default: $NGINX_BIN, PATH, /usr/sbin/nginx; not found: the rows are skipped); off: skip")
+	flag.StringVar(&c.caddyBin, "caddy", "", "caddy binary for ratio 9b (default: $CADDY_BIN, PATH, /usr/bin/caddy; not found: the rows are skipped); off: skip")
+	flag.StringVar(&c.proxiesDir, "proxies-dir", "docs/proxies", "the proxy configs measured with forward auth (nginx.conf, Caddyfile)")
 	flag.Parse()
 	var bad string
 	switch {
@@ -361,6 +371,12 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 
+	// 9. each proxy with forward auth ÷ the same proxy without auth.
+	proxyRowsOut, proxyRatios, err := proxyRows(ctx, cfg, workDir, vs, verifierTok, valid)
+	if err != nil {
+		return err
+	}
+
 	// 3. creds issue ÷ token create: both write a lease with the same ttl, and both
 	// responses are parsed. The keys the creds row issues stay stored and count for 4b.
 	tokenReq := request{method: http.MethodPost, url: api("auth/token/create"), header: vaultHeader, want: http.StatusOK, onBody: parseToken,
@@ -429,7 +445,9 @@ func run(ctx context.Context, cfg config) error {
 	rowLarge := set4b[0]
 
 	rep.rows = append([]*row{rowValid, rowMalformed, rowLookup, rowNoopPOST, rowCreds, rowToken, rowNoopLease, rowNoopWrite}, breakdownRows...)
-	rep.rows = append(rep.rows, rowSmall, rowLarge, rowGwOn, rowGwOff, rowCountOn, rowCountOff)
+	rep.rows = append(rep.rows, rowSmall, rowLarge, rowGwOn, rowGwOff)
+	rep.rows = append(rep.rows, proxyRowsOut...)
+	rep.rows = append(rep.rows, rowCountOn, rowCountOff)
 	rep.ratios = []ratio{
 		rpsRatio("1. verify VALID ÷ verify MALFORMED (req/s)", rowValid, rowMalformed, 0.95),
 		rpsRatio("2. verify VALID ÷ token lookup (req/s)", rowValid, rowLookup, 0),
@@ -441,6 +459,7 @@ func run(ctx context.Context, cfg config) error {
 		rpsRatio("7a. creds issue ÷ no-op lease + 1 write (req/s)", rowCreds, rowNoopWrite, 0),
 		rpsRatio("8. verify, usage counting on ÷ off (req/s)", rowCountOn, rowCountOff, 0.97),
 	}
+	rep.ratios = append(rep.ratios, proxyRatios...)
 	for _, i := range []int{5, 6, 7} {
 		if rep.ratios[i].note == "not measured" && cfg.noopBin == "" {
 			rep.ratios[i].note = noopSkipped
@@ -455,7 +474,7 @@ func run(ctx context.Context, cfg config) error {
 	if fillNote != "" {
 		rep.notes = append(rep.notes, fillNote)
 	}
-	for _, r := range append([]*row{rowValid, rowMalformed, rowLookup, rowNoopPOST, rowCreds, rowToken, rowNoopLease, rowNoopWrite}, append(breakdownRows, rowSmall, rowLarge)...) {
+	for _, r := range append(append([]*row{rowValid, rowMalformed, rowLookup, rowNoopPOST, rowCreds, rowToken, rowNoopLease, rowNoopWrite}, append(breakdownRows, rowSmall, rowLarge)...), proxyRowsOut...) {
 		if r.res != nil {
 			if per := r.res.cpu.perRequest(r.res.n); per != "" {
 				rep.notes = append(rep.notes, fmt.Sprintf("CPU per request, %s: %s", r.name, per))
@@ -463,7 +482,8 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}
 	rep.notes = append(rep.notes,
-		fmt.Sprintf("rows compared by ratios 1-2 and 6, 3 and 7, 5, and 8 were measured interleaved (%d rounds each); 4 compares a row before and one after issuing the keys", max(1, cfg.rounds)),
+		fmt.Sprintf("rows compared by ratios 1-2 and 6, 3 and 7, 5, 8, 9a and 9b were measured interleaved (%d rounds each); 4 compares a row before and one after issuing the keys", max(1, cfg.rounds)),
+		"ratios 9a and 9b: the proxy with the config of "+cfg.proxiesDir+" (a forward-auth request to one apikey-gateway -mode forward-auth per request, its cache warm) ÷ the same proxy as a plain reverse proxy, both in front of the same upstream; the proxies run "+fmt.Sprint(runtime.NumCPU())+" workers where they have a setting",
 		fmt.Sprintf("keys and tokens have ttl = max_ttl = %s, so no lease expires during the run; verify sends cost 0 (no counting); the verify cache holds %d keys", cfg.ttl, cacheSize),
 		"Vault, the plugin processes (engine and no-op), the gateway, the upstream and this load generator share the same CPUs. CPU/req: CPU time of Vault, the plugin processes and the gateway per request (not the load generator's); other CPU: share of the machine used by processes outside the benchmark while the row was measured",
 		fmt.Sprintf("load average at end: %s; harness time %s", loadAvg(), time.Since(began).Round(time.Second)))

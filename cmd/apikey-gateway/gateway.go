@@ -64,24 +64,9 @@ type route struct {
 // upstreamIdleConns is how many idle keep-alive connections to the upstream are kept.
 const upstreamIdleConns = 256
 
-// newGateway returns the gateway's handler. mw nil means -auth=false.
+// newGateway returns the reverse proxy's handler. mw nil means -auth=false.
 func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logger) http.Handler {
-	g := &gateway{
-		opts:              o,
-		log:               log,
-		metrics:           m,
-		routes:            map[string][]*route{},
-		credentialHeaders: []string{"Authorization", o.apiKeyHeader},
-		methods:           o.methods,
-	}
-	if len(g.methods) == 0 {
-		g.methods = standardMethods()
-	}
-	if mw != nil {
-		g.clientIP = mw.ClientIP
-	} else {
-		g.clientIP = func(r *http.Request) netip.Addr { return apikeyauth.ClientIPFor(r, o.trustedProxies) }
-	}
+	g := newRouter(o, mw, m, log)
 	// The default transport keeps 2 idle connections per host: under concurrency the
 	// gateway would dial the upstream for most requests.
 	upstream := http.DefaultTransport.(*http.Transport).Clone()
@@ -102,14 +87,45 @@ func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logg
 		}
 		proxy.ServeHTTP(w, r)
 	})
+	g.addRoutes(mw, forward)
+	return g
+}
 
+// newRouter returns a gateway without routes: what the reverse proxy and the
+// forward-auth endpoints share (admission rules, routes, client address). mw nil means
+// -auth=false.
+func newRouter(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logger) *gateway {
+	g := &gateway{
+		opts:              o,
+		log:               log,
+		metrics:           m,
+		routes:            map[string][]*route{},
+		credentialHeaders: []string{"Authorization", o.apiKeyHeader},
+		methods:           o.methods,
+	}
+	if len(g.methods) == 0 {
+		g.methods = standardMethods()
+	}
+	if mw != nil {
+		g.clientIP = mw.ClientIP
+	} else {
+		g.clientIP = func(r *http.Request) netip.Addr { return apikeyauth.ClientIPFor(r, o.trustedProxies) }
+	}
+	return g
+}
+
+// addRoutes installs the routes of -config (without one: a single route for every
+// path, any valid key), each checking the key with mw (nil: not at all) before terminal
+// runs: the upstream in the reverse proxy, the "allowed" answer in forward-auth mode.
+func (g *gateway) addRoutes(mw *apikeyauth.Middleware, terminal http.Handler) {
+	o := g.opts
 	routes := o.routes
 	if routes == nil {
 		// No config file: one route for everything, any valid key, and no route tag.
 		routes = []routeConfig{{PathPrefix: "/"}}
 	}
 	for _, rc := range routes {
-		var h http.Handler = forward
+		h := terminal
 		if mw != nil {
 			cost := 1
 			if rc.Cost != nil {
@@ -120,7 +136,7 @@ func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logg
 				// Checked by parseOptions: RequireCostTagged does not panic.
 				tags = []string{o.routeTag + "=" + rc.tagValue()}
 			}
-			h = mw.RequireCostTagged(cost, tags, rc.Scopes...)(forward)
+			h = mw.RequireCostTagged(cost, tags, rc.Scopes...)(terminal)
 		}
 		key := routeKey(rc.PathPrefix)
 		g.routes[key] = append(g.routes[key], &route{prefix: rc.PathPrefix, methods: rc.Methods, handler: h})
@@ -129,7 +145,6 @@ func newGateway(o options, mw *apikeyauth.Middleware, m *metrics, log *slog.Logg
 		g.prefixes = append(g.prefixes, p)
 	}
 	slices.SortFunc(g.prefixes, func(a, b string) int { return len(b) - len(a) })
-	return g
 }
 
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -357,37 +372,94 @@ func (g *gateway) peerIsTrustedProxy(remoteAddr string) bool {
 // X-Api-Key-Id, so a client must not get one through as the other.
 func applyHeaderRules(h http.Header, id *apikeyauth.Identity, strip bool, credentialHeaders []string) {
 	for name := range h {
-		norm := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-		if gatewayOnlyHeader(norm) ||
-			strip && slices.ContainsFunc(credentialHeaders, func(c string) bool { return strings.EqualFold(c, norm) }) {
+		norm := normalizedHeaderName(name)
+		if gatewayOnlyHeader(norm) || strip && credentialHeader(norm, credentialHeaders) {
 			delete(h, name)
 		}
 	}
 	if id == nil {
 		return
 	}
+	setIdentityHeaders(h, id)
+}
+
+// setIdentityHeaders sets the headers that describe the verified key: the reverse
+// proxy's for the upstream, forward auth's for the proxy to copy. X-Api-Key-Id and
+// X-Api-Key-Role are never empty (verify answers VALID only with both);
+// X-Api-Key-Scopes is empty only for a key without scopes.
+func setIdentityHeaders(h http.Header, id *apikeyauth.Identity) {
 	h.Set(headerKeyID, id.KeyID)
 	h.Set(headerKeyRole, id.Role)
 	h.Set(headerKeyScopes, strings.Join(id.Scopes, ","))
 }
 
-// gatewayOnlyHeader reports whether a header (its name in lower case, "_" as "-") is one
-// only the gateway may send: the identity headers; the forwarding headers, from which
-// upstreams take the client's address, host and scheme; and the method and URL override
-// headers, with which many frameworks route a request to another method or path than
-// the one the gateway checked.
+// normalizedHeaderName is name in lower case with "_" as "-", the form the header rules
+// match: many servers read X_Api_Key_Id as X-Api-Key-Id.
+func normalizedHeaderName(name string) string {
+	return strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+}
+
+// credentialHeader reports whether a normalized header name is one of the headers a key
+// is read from.
+func credentialHeader(norm string, credentialHeaders []string) bool {
+	return slices.ContainsFunc(credentialHeaders, func(c string) bool { return strings.EqualFold(c, norm) })
+}
+
+// gatewayOnlyHeader reports whether a header (its name normalized) is one only the
+// gateway may send: an identity header, a forwarding header or an override header.
 func gatewayOnlyHeader(norm string) bool {
+	return identityHeader(norm) || forwardingHeader(norm) || overrideHeader(norm)
+}
+
+// identityHeader: every X-Api-Key-* name, not only the three the gateway sets: a later
+// version or the upstream may read others.
+func identityHeader(norm string) bool {
+	return strings.HasPrefix(norm, "x-api-key-")
+}
+
+// forwardingHeader: the headers from which upstreams take the client's address, host
+// and scheme.
+func forwardingHeader(norm string) bool {
 	switch norm {
 	case "forwarded", "x-forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
 		"client-ip", "x-cluster-client-ip", "cf-connecting-ip", "fastly-client-ip",
-		"x-original-forwarded-for",
-		"x-http-method-override", "x-method-override", "x-http-method",
-		"x-original-url", "x-original-uri", "x-rewrite-url":
+		"x-original-forwarded-for":
 		return true
 	}
-	// Every X-Api-Key-* name, not only the three the gateway sets: a later version or
-	// the upstream may read others.
-	return strings.HasPrefix(norm, "x-forwarded-") || strings.HasPrefix(norm, "x-api-key-")
+	return strings.HasPrefix(norm, "x-forwarded-")
+}
+
+// overrideHeader: the method and URL override headers, with which many frameworks route
+// a request to another method or path than the one the gateway checked.
+func overrideHeader(norm string) bool {
+	return slices.Contains(overrideHeaderNames, norm)
+}
+
+// overrideHeaderNames are the override headers, normalized.
+var overrideHeaderNames = []string{
+	"x-http-method-override", "x-method-override", "x-http-method",
+	"x-original-url", "x-original-uri", "x-rewrite-url",
+}
+
+// headerNameIs reports whether name, normalized, is norm; normalizedHeaderName(name)
+// == norm without allocating, for the per-request checks of forward auth.
+func headerNameIs(name, norm string) bool {
+	if len(name) != len(norm) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != norm[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (g *gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {

@@ -119,9 +119,12 @@ type fakeVault struct {
 	answers map[string]map[string]any // by api_key
 	scopes  []string                  // of the last call
 	tags    []string                  // of the last call; nil: no tags field
+	// clientIP and cost of the last call ("" and nil when not sent).
+	clientIP string
+	cost     *int
 }
 
-func newFakeVault(t *testing.T) *fakeVault {
+func newFakeVault(t testing.TB) *fakeVault {
 	fv := &fakeVault{answers: map[string]map[string]any{}}
 	fv.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/apikey/verify" {
@@ -130,15 +133,19 @@ func newFakeVault(t *testing.T) *fakeVault {
 		}
 		fv.calls.Add(1)
 		var req struct {
-			APIKey string   `json:"api_key"`
-			Scopes []string `json:"scopes"`
-			Tags   []string `json:"tags"`
+			APIKey   string   `json:"api_key"`
+			Scopes   []string `json:"scopes"`
+			Tags     []string `json:"tags"`
+			ClientIP string   `json:"client_ip"`
+			Cost     *int     `json:"cost"`
 		}
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		fv.mu.Lock()
 		data, ok := fv.answers[req.APIKey]
 		fv.scopes = req.Scopes
 		fv.tags = req.Tags
+		fv.clientIP = req.ClientIP
+		fv.cost = req.Cost
 		fv.mu.Unlock()
 		// Like the engine: a bad tag is a 400, which the gateway answers with 503.
 		if _, err := usagestats.ParseTags(req.Tags); err != nil {
@@ -171,7 +178,7 @@ func (fv *fakeVault) lastTags() []string {
 
 // issue makes the fake Vault answer for a new key: VALID when the requested scopes are
 // among granted, INSUFFICIENT_SCOPE otherwise.
-func (fv *fakeVault) issue(t *testing.T, keyID string, granted ...string) string {
+func (fv *fakeVault) issue(t testing.TB, keyID string, granted ...string) string {
 	key, _, err := keyformat.Generate("vk")
 	require.NoError(t, err)
 	fv.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/vault/api"
+	"google.golang.org/grpc"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/apikeyauth"
 )
@@ -101,15 +102,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	srv := o.newServer(newGateway(o, mw, m, logger), logger)
+	var (
+		handler http.Handler
+		fa      *forwardAuth
+	)
+	if o.mode == modeForwardAuth {
+		fa = newForwardAuth(o, mw, m, logger)
+		handler = fa
+	} else {
+		handler = newGateway(o, mw, m, logger)
+	}
+	srv := o.newServer(handler, logger)
 	srv.TLSConfig = tlsConfig
-	// Both servers report here; the first to stop on its own ends run.
-	served := make(chan error, 2)
+	// Every server reports here; the first to stop on its own ends run.
+	served := make(chan error, 3)
+	var grpcSrv *grpc.Server
+	if o.grpcListen != "" {
+		gln, err := net.Listen("tcp", o.grpcListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("-grpc-listen: %w", err)
+		}
+		grpcSrv = newGRPCServer(fa, tlsConfig)
+		go func() { served <- grpcSrv.Serve(gln) }()
+		logger.Info("ext_authz gRPC listening", "addr", gln.Addr().String(), "tls", tlsConfig != nil)
+	}
 	var metricsSrv *http.Server
 	if o.metricsListen != "" {
 		mln, err := net.Listen("tcp", o.metricsListen)
 		if err != nil {
 			_ = ln.Close()
+			if grpcSrv != nil {
+				grpcSrv.Stop()
+			}
 			return fmt.Errorf("-metrics-listen: %w", err)
 		}
 		metricsSrv = o.newServer(m.handler(), logger)
@@ -123,7 +148,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		served <- srv.Serve(ln)
 	}()
-	logger.Info("listening", "addr", ln.Addr().String(), "tls", o.tlsCertFile != "", "upstream", o.upstream.Redacted(),
+	upstream := ""
+	if o.upstream != nil {
+		upstream = o.upstream.Redacted()
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "mode", o.mode, "tls", o.tlsCertFile != "", "upstream", upstream,
 		"auth", o.auth, "vault_addr", vaultAddr, "mount", o.mount, "routes", len(o.routes), "route_tag", o.routeTag,
 		"cache_ttl", o.cacheTTL.String(), "trusted_proxies", len(o.trustedProxies))
 
@@ -132,6 +161,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = srv.Close()
 		if metricsSrv != nil {
 			_ = metricsSrv.Close()
+		}
+		if grpcSrv != nil {
+			grpcSrv.Stop()
 		}
 		return err
 	case <-ctx.Done():
@@ -143,7 +175,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// Metrics are read during the drain too: stop their listener last.
 		defer func() { _ = metricsSrv.Shutdown(shutdownCtx) }()
 	}
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	// The gRPC listener drains alongside the HTTP one and is cut off when the timeout ends.
+	grpcStopped := make(chan struct{})
+	go func() {
+		if grpcSrv != nil {
+			grpcSrv.GracefulStop()
+		}
+		close(grpcStopped)
+	}()
+	err = srv.Shutdown(shutdownCtx)
+	select {
+	case <-grpcStopped:
+	case <-shutdownCtx.Done():
+		grpcSrv.Stop()
+		<-grpcStopped
+	}
+	if err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	logger.Info("stopped")

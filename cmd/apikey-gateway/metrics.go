@@ -31,6 +31,7 @@ func outcomes() []string {
 		apikeyauth.CodeCanceled, apikeyauth.CodeTooManyFailures,
 		outcomeBadPath, outcomeBadMethod, outcomeUpgradeRefused, outcomeBodyTooLarge,
 		outcomeNoRoute, outcomeMethodNotAllowed, outcomeAuthDisabled,
+		outcomeUntrustedProxy, outcomeBadForwardAuth, outcomeOverrideRefused,
 	)
 }
 

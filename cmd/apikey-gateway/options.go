@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -66,6 +67,17 @@ type options struct {
 	// routeTag is the name of the tag that carries each route's tag value to verify;
 	// "": no route tag.
 	routeTag string
+
+	// mode is modeProxy (forward accepted requests to upstream) or modeForwardAuth
+	// (answer proxies' forward-auth requests; no upstream).
+	mode string
+	// grpcListen is the address of the Envoy ext_authz gRPC listener (forward-auth
+	// mode); "": none.
+	grpcListen string
+	// originalMethodHeader and originalURIHeader carry the original request's method
+	// and URI in the nginx auth_request shape (canonical header names).
+	originalMethodHeader string
+	originalURIHeader    string
 }
 
 // standardMethods are the methods accepted by default: the ones APIs use. Everything else
@@ -122,11 +134,17 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 	fs.IntVar(&o.negativeCacheSize, "negative-cache-size", apikeyauth.DefaultNegativeCacheSize, "most refusals kept, apart from VALID results (negative: refusals not cached)")
 	fs.IntVar(&o.failureBudget, "failure-budget", apikeyauth.DefaultFailureBudget, "refusals of unknown or invalid keys one client address may get per -failure-window before it gets 429 without a Vault call (negative: no budget)")
 	fs.DurationVar(&o.failureWindow, "failure-window", apikeyauth.DefaultFailureWindow, "period of -failure-budget")
+	fs.StringVar(&o.mode, "mode", modeProxy, "proxy: forward accepted requests to -upstream; forward-auth: answer the forward-auth requests of nginx (auth_request), Traefik and Caddy (forward auth) and Envoy (ext_authz) instead (docs/proxies)")
+	fs.StringVar(&o.grpcListen, "grpc-listen", "", "forward-auth mode: address of the Envoy ext_authz gRPC listener (envoy.service.auth.v3.Authorization); empty: none")
+	fs.StringVar(&o.originalMethodHeader, "original-method-header", defaultOriginalMethodHeader, "forward-auth mode: header with the original request method, for nginx auth_request")
+	fs.StringVar(&o.originalURIHeader, "original-uri-header", defaultOriginalURIHeader, "forward-auth mode: header with the original request URI (path and query), for nginx auth_request")
 	fs.IntVar(&o.failureBudgetSize, "failure-budget-size", apikeyauth.DefaultFailureBudgetSize, "most client addresses tracked for -failure-budget")
 	fs.Usage = func() {
-		fmt.Fprintf(usageOut, "Usage: apikey-gateway -upstream URL [flags]\n\n"+
+		fmt.Fprintf(usageOut, "Usage: apikey-gateway -upstream URL [flags]\n"+
+			"       apikey-gateway -mode forward-auth -trusted-proxies CIDRS [flags]\n\n"+
 			"A reverse proxy that lets through requests with a valid API key from Vault's apikey\n"+
-			"secrets engine. Vault is configured the standard way: VAULT_ADDR, VAULT_TOKEN (a token\n"+
+			"secrets engine, or (-mode forward-auth) the authorization service of nginx, Traefik,\n"+
+			"Caddy or Envoy. Vault is configured the standard way: VAULT_ADDR, VAULT_TOKEN (a token\n"+
 			"with the verifier policy), VAULT_CACERT, ... Every flag can also be set with\n"+
 			"%s<FLAG> (upper case, '-' as '_'); the command line wins.\n\nFlags:\n", envPrefix)
 		fs.PrintDefaults()
@@ -155,11 +173,23 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 	}
 
 	var err error
-	if o.upstream, err = parseUpstream(upstream); err != nil {
-		return options{}, err
-	}
 	if o.trustedProxies, err = parsePrefixes(trustedProxies); err != nil {
 		return options{}, fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	switch o.mode {
+	case modeProxy:
+		if o.upstream, err = parseUpstream(upstream); err != nil {
+			return options{}, err
+		}
+		if o.grpcListen != "" {
+			return options{}, errors.New("-grpc-listen needs -mode forward-auth")
+		}
+	case modeForwardAuth:
+		if err := o.checkForwardAuth(upstream); err != nil {
+			return options{}, err
+		}
+	default:
+		return options{}, fmt.Errorf("-mode %.40q: must be %s or %s", o.mode, modeProxy, modeForwardAuth)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return options{}, fmt.Errorf("-log-level: %w", err)
@@ -219,6 +249,39 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 		}
 	}
 	return o, nil
+}
+
+// checkForwardAuth checks the flags of forward-auth mode and canonicalizes its header
+// names.
+func (o *options) checkForwardAuth(upstream string) error {
+	if upstream != "" {
+		return errors.New("-upstream has no use with -mode forward-auth: the proxy forwards the requests")
+	}
+	if len(o.trustedProxies) == 0 {
+		return errors.New("-mode forward-auth needs -trusted-proxies: the networks of the proxies that ask (only they are answered)")
+	}
+	if !o.auth {
+		return errors.New("-auth=false has no use with -mode forward-auth: it would allow every request")
+	}
+	for _, h := range []*string{&o.originalMethodHeader, &o.originalURIHeader} {
+		if *h == "" || strings.ContainsFunc(*h, func(c rune) bool { return !isTokenChar(c) }) {
+			return fmt.Errorf("-original-method-header and -original-uri-header must be header names, not %.40q", *h)
+		}
+		*h = http.CanonicalHeaderKey(*h)
+		norm := normalizedHeaderName(*h)
+		if norm == "authorization" || strings.EqualFold(norm, o.apiKeyHeader) || identityHeader(norm) || forwardingHeader(norm) {
+			return fmt.Errorf("-original-method-header and -original-uri-header must not be a credential, identity or forwarding header (%s)", *h)
+		}
+	}
+	if normalizedHeaderName(o.originalMethodHeader) == normalizedHeaderName(o.originalURIHeader) {
+		return errors.New("-original-method-header and -original-uri-header must differ")
+	}
+	return nil
+}
+
+// isTokenChar reports whether c may appear in a header name (RFC 9110 token).
+func isTokenChar(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)
 }
 
 // parseMethods parses a comma-separated list of request methods. Methods are

@@ -1,9 +1,14 @@
-// Package ratelimit keeps one token bucket per key in memory, with a bound on how many
+// Package ratelimit keeps token buckets per key in memory, with a bound on how many
 // buckets it holds. Limits are per process (per Vault node): nothing is shared.
 //
-// When the bound is reached the least recently used bucket is dropped; a dropped key
-// starts again with a full bucket. With the bound well above the number of keys in active
-// use at once, that never matters; beyond it, memory wins over exactness.
+// A key may have several limits (named, such as burst=10/1s and daily=10000/24h): they
+// are kept together in one entry, so a key's state is one map entry and one bucket per
+// limit, whatever the limits' windows. A request is admitted only when every limit
+// admits it, and then takes one token from each; a refused request takes none.
+//
+// When the bound is reached the least recently used key's buckets are dropped; a dropped
+// key starts again with full buckets. With the bound well above the number of keys in
+// active use at once, that never matters; beyond it, memory wins over exactness.
 package ratelimit
 
 import (
@@ -16,18 +21,36 @@ import (
 // maxWait bounds the wait Allow reports.
 const maxWait = 365 * 24 * time.Hour
 
+// Limit is one token bucket: Burst tokens at most, refilled continuously at Rate tokens
+// per second. A limit of "limit requests per window" is Burst = limit and Rate =
+// limit / window: a full bucket admits limit requests at once, then one every
+// window/limit. A Rate of 0 or less admits everything.
+type Limit struct {
+	Name  string
+	Rate  float64
+	Burst float64
+}
+
 // Limiter holds the buckets.
 type Limiter struct {
-	mu         sync.Mutex
+	mu sync.Mutex
+	// maxBuckets bounds size, the buckets held (one per limit of each key).
 	maxBuckets int
-	order      *list.List // front = most recently used; values are *bucket
-	buckets    map[string]*list.Element
+	size       int
+	order      *list.List // front = most recently used; values are *entry
+	entries    map[string]*list.Element
+}
+
+// entry is one key's buckets, in the order of the limits it was last used with.
+type entry struct {
+	key     string
+	last    time.Time
+	buckets []bucket
 }
 
 type bucket struct {
-	key    string
+	name   string
 	tokens float64
-	last   time.Time
 	rate   float64
 	burst  float64
 }
@@ -37,7 +60,7 @@ func New(maxBuckets int) *Limiter {
 	if maxBuckets < 1 {
 		maxBuckets = 1
 	}
-	return &Limiter{maxBuckets: maxBuckets, order: list.New(), buckets: make(map[string]*list.Element)}
+	return &Limiter{maxBuckets: maxBuckets, order: list.New(), entries: make(map[string]*list.Element)}
 }
 
 // Burst is the bucket size used for rate when burst is 0: enough for one second's worth,
@@ -56,53 +79,141 @@ func (l *Limiter) Allow(key string, rate float64, burst int, now time.Time) (boo
 	if rate <= 0 {
 		return true, 0
 	}
-	capacity := Burst(rate, burst)
-
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var b *bucket
-	if el, ok := l.buckets[key]; ok {
-		l.order.MoveToFront(el)
-		b = el.Value.(*bucket)
-		if b.rate != rate || b.burst != capacity { // the limit changed: keep the tokens, clamp
-			b.rate, b.burst = rate, capacity
-			b.tokens = math.Min(b.tokens, capacity)
-		}
-		if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-			b.tokens = math.Min(capacity, b.tokens+elapsed*rate)
-			b.last = now
-		}
-	} else {
-		b = &bucket{key: key, tokens: capacity, last: now, rate: rate, burst: capacity}
-		l.buckets[key] = l.order.PushFront(b)
-		for l.order.Len() > l.maxBuckets {
-			oldest := l.order.Back()
-			l.order.Remove(oldest)
-			delete(l.buckets, oldest.Value.(*bucket).key)
-		}
-	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	// Clamped in floating point: for a tiny rate the quotient would overflow a Duration.
-	wait := math.Min((1-b.tokens)/rate, maxWait.Seconds())
-	return false, time.Duration(wait * float64(time.Second))
+	one := [1]Limit{{Rate: rate, Burst: Burst(rate, burst)}}
+	ok, _, wait := l.AllowAll(key, one[:], now)
+	return ok, wait
 }
 
-// Forget drops key's bucket (the key was revoked or deleted).
+// AllowAll admits one request of key when every limit has a token, and then takes one
+// from each, atomically: a refused request takes nothing. When refused, refused is the
+// index in limits of the limit that refused (of those that did, the one with the
+// longest wait) and wait how long until every limit has a token again. With no limits
+// (or only limits with a Rate of 0 or less) it always admits.
+func (l *Limiter) AllowAll(key string, limits []Limit, now time.Time) (ok bool, refused int, wait time.Duration) {
+	if !anyActive(limits) {
+		return true, -1, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var e *entry
+	if el, found := l.entries[key]; found {
+		l.order.MoveToFront(el)
+		e = el.Value.(*entry)
+		l.reconcile(e, limits)
+		if elapsed := now.Sub(e.last).Seconds(); elapsed > 0 {
+			for i := range e.buckets {
+				b := &e.buckets[i]
+				b.tokens = math.Min(b.burst, b.tokens+elapsed*b.rate)
+			}
+			e.last = now
+		}
+	} else {
+		e = &entry{key: key, last: now, buckets: make([]bucket, len(limits))}
+		for i, lim := range limits {
+			e.buckets[i] = bucket{name: lim.Name, tokens: lim.Burst, rate: lim.Rate, burst: lim.Burst}
+		}
+		l.entries[key] = l.order.PushFront(e)
+		l.size += len(e.buckets)
+		for l.size > l.maxBuckets && l.order.Len() > 1 {
+			l.drop(l.order.Back())
+		}
+	}
+
+	refused, longest := -1, 0.0
+	for i := range e.buckets {
+		b := &e.buckets[i]
+		if b.rate <= 0 || b.tokens >= 1 {
+			continue
+		}
+		// Clamped in floating point: for a tiny rate the quotient would overflow a Duration.
+		if w := math.Min((1-b.tokens)/b.rate, maxWait.Seconds()); refused < 0 || w > longest {
+			refused, longest = i, w
+		}
+	}
+	if refused >= 0 {
+		return false, refused, time.Duration(longest * float64(time.Second))
+	}
+	for i := range e.buckets {
+		if e.buckets[i].rate > 0 {
+			e.buckets[i].tokens--
+		}
+	}
+	return true, -1, 0
+}
+
+func anyActive(limits []Limit) bool {
+	for i := range limits {
+		if limits[i].Rate > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcile makes e's buckets match limits. A key's limits change only when several keys
+// share one entry (an identity's keys from roles with different limits) or a role's
+// limit changed under a shared entry: a bucket keeps its tokens (clamped to its new
+// size) when a limit of the same name remains, and a new limit starts full.
+func (l *Limiter) reconcile(e *entry, limits []Limit) {
+	if len(e.buckets) == len(limits) {
+		same := true
+		for i := range limits {
+			if e.buckets[i].name != limits[i].Name {
+				same = false
+				break
+			}
+		}
+		if same {
+			for i := range limits {
+				b := &e.buckets[i]
+				if b.rate != limits[i].Rate || b.burst != limits[i].Burst {
+					b.rate, b.burst = limits[i].Rate, limits[i].Burst
+					b.tokens = math.Min(b.tokens, b.burst)
+				}
+			}
+			return
+		}
+	}
+	next := make([]bucket, len(limits))
+	for i, lim := range limits {
+		next[i] = bucket{name: lim.Name, tokens: lim.Burst, rate: lim.Rate, burst: lim.Burst}
+		for _, old := range e.buckets {
+			if old.name == lim.Name {
+				next[i].tokens = math.Min(old.tokens, lim.Burst)
+				break
+			}
+		}
+	}
+	l.size += len(next) - len(e.buckets)
+	e.buckets = next
+}
+
+func (l *Limiter) drop(el *list.Element) {
+	e := el.Value.(*entry)
+	l.order.Remove(el)
+	delete(l.entries, e.key)
+	l.size -= len(e.buckets)
+}
+
+// Forget drops key's buckets (the key was revoked or deleted).
 func (l *Limiter) Forget(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if el, ok := l.buckets[key]; ok {
-		l.order.Remove(el)
-		delete(l.buckets, key)
+	if el, ok := l.entries[key]; ok {
+		l.drop(el)
 	}
 }
 
-// Len returns how many buckets are held.
+// Len returns how many keys have buckets.
 func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.order.Len()
+}
+
+// Buckets returns how many buckets are held (what maxBuckets bounds).
+func (l *Limiter) Buckets() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size
 }

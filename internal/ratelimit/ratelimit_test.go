@@ -123,3 +123,114 @@ func BenchmarkAllow(b *testing.B) {
 		i++
 	}
 }
+
+// TestAllowAllNoPartialCharge: a request refused by one limit takes no token from the
+// others, and the refusal names the limit (by index) with its own wait.
+func TestAllowAllNoPartialCharge(t *testing.T) {
+	start := time.Unix(1000, 0)
+	limits := []Limit{
+		{Name: "burst", Rate: 10, Burst: 10},         // 10/1s
+		{Name: "daily", Rate: 3.0 / 86400, Burst: 3}, // 3/24h
+	}
+	cases := []struct {
+		name        string
+		at          time.Duration
+		wantOK      bool
+		wantRefused int
+	}{
+		{"first", 0, true, -1},
+		{"second", 0, true, -1},
+		{"third", 0, true, -1},
+		{"daily spent", 0, false, 1},
+		{"still spent a second later", time.Second, false, 1},
+	}
+	l := New(100)
+	for _, tc := range cases {
+		ok, refused, wait := l.AllowAll("k", limits, start.Add(tc.at))
+		require.Equal(t, tc.wantOK, ok, tc.name)
+		require.Equal(t, tc.wantRefused, refused, tc.name)
+		if !ok {
+			require.Greater(t, wait, 7*time.Hour, "%s: the daily limit's wait (a token every 8h)", tc.name)
+		}
+	}
+	// The refusals took nothing from burst: 7 tokens are left there, and after a day
+	// (daily refilled) 3 more requests pass.
+	day := start.Add(24 * time.Hour)
+	for i := 0; i < 3; i++ {
+		ok, _, _ := l.AllowAll("k", limits, day)
+		require.True(t, ok, "request %d after a day", i)
+	}
+
+	// Burst refuses first when both are empty: the longest wait is reported.
+	l2 := New(100)
+	for i := 0; i < 3; i++ {
+		ok, _, _ := l2.AllowAll("k", []Limit{{Name: "a", Rate: 1, Burst: 1}, {Name: "b", Rate: 0.5, Burst: 3}}, start)
+		require.Equal(t, i == 0, ok)
+	}
+	ok, refused, wait := l2.AllowAll("k", []Limit{{Name: "a", Rate: 1, Burst: 1}, {Name: "b", Rate: 0.5, Burst: 3}}, start)
+	require.False(t, ok)
+	require.Equal(t, 0, refused, "only a is empty")
+	require.Equal(t, time.Second, wait)
+}
+
+func TestAllowAllBoundCountsEveryBucket(t *testing.T) {
+	l := New(5)
+	now := time.Unix(0, 0)
+	two := []Limit{{Name: "a", Rate: 1, Burst: 1}, {Name: "b", Rate: 1, Burst: 1}}
+	l.AllowAll("k1", two, now)
+	l.AllowAll("k2", two, now)
+	require.Equal(t, 4, l.Buckets())
+	l.AllowAll("k3", two, now) // 6 > 5: k1 goes
+	require.Equal(t, 4, l.Buckets())
+	require.Equal(t, 2, l.Len())
+	ok, _, _ := l.AllowAll("k1", two, now)
+	require.True(t, ok, "a dropped key starts full")
+	l.Forget("k1")
+	l.Forget("k3")
+	require.Equal(t, 0, l.Buckets())
+}
+
+func TestAllowAllLimitsChangeByName(t *testing.T) {
+	l := New(10)
+	now := time.Unix(0, 0)
+	ok, _, _ := l.AllowAll("k", []Limit{{Name: "a", Rate: 0.001, Burst: 1}}, now)
+	require.True(t, ok)
+	// Another key of the same identity carries a and b: a keeps its (empty) bucket.
+	ok, refused, _ := l.AllowAll("k", []Limit{{Name: "b", Rate: 0.001, Burst: 5}, {Name: "a", Rate: 0.001, Burst: 1}}, now)
+	require.False(t, ok)
+	require.Equal(t, 1, refused)
+	require.Equal(t, 2, l.Buckets())
+	ok, _, _ = l.AllowAll("k", nil, now)
+	require.True(t, ok, "no limits: nothing to check")
+}
+
+func TestAllowAllConcurrentNoOverAdmission(t *testing.T) {
+	l := New(100)
+	now := time.Unix(0, 0)
+	limits := []Limit{{Name: "burst", Rate: 5, Burst: 50}, {Name: "hour", Rate: 40.0 / 3600, Burst: 40}}
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				if ok, _, _ := l.AllowAll("k", limits, now); ok {
+					allowed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, int64(40), allowed.Load())
+}
+
+func BenchmarkAllowAllTwoLimits(b *testing.B) {
+	l := New(1_000_000)
+	limits := []Limit{{Name: "burst", Rate: 1e6, Burst: 1e6}, {Name: "daily", Rate: 1e9 / 86400, Burst: 1e9}}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.AllowAll("key", limits, now)
+	}
+}

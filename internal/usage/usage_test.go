@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -32,11 +33,11 @@ func TestUseQuota(t *testing.T) {
 			var remaining int64
 			for i, cost := range tc.costs {
 				var ok bool
-				ok, remaining = tr.Use("k", cost, tc.max, tc.stored, time.Time{}, now)
+				ok, remaining = tr.Use("k", cost, quota(tc.max), State{Count: tc.stored, Limit: tc.max}, now)
 				require.Equal(t, tc.wantAllowed[i], ok, "use %d", i)
 			}
 			require.Equal(t, tc.wantRemaining, remaining)
-			require.Equal(t, tc.wantRemaining, tr.Remaining("k", tc.max, tc.stored))
+			require.Equal(t, tc.wantRemaining, tr.Remaining("k", quota(tc.max), State{Count: tc.stored, Limit: tc.max}))
 		})
 	}
 }
@@ -44,25 +45,30 @@ func TestUseQuota(t *testing.T) {
 func TestDirtyFlushedAndDrop(t *testing.T) {
 	tr := NewTracker()
 	now := time.Unix(100, 0)
-	tr.Use("a", 2, 0, 10, time.Time{}, now)
+	tr.Use("a", 2, Quota{}, State{Count: 10}, now)
 	dirty := tr.Dirty()
-	require.Equal(t, []Pending{{Key: "a", Count: 12, LastUsed: now}}, dirty)
+	require.Len(t, dirty, 1)
+	require.Equal(t, "a", dirty[0].Key)
+	require.Equal(t, State{Count: 12, LastUsed: now}, dirty[0].State)
+	require.False(t, dirty[0].Quota)
 
-	tr.Use("a", 1, 0, 0, time.Time{}, now.Add(time.Second)) // used while flushing
+	tr.Use("a", 1, Quota{}, State{}, now.Add(time.Second)) // used while flushing
 	tr.Flushed(dirty[0])
-	require.Len(t, tr.Dirty(), 1, "a use after the snapshot keeps it dirty")
+	dirty = tr.Dirty()
+	require.Len(t, dirty, 1, "a use after the snapshot keeps it dirty")
 
-	tr.Flushed(Pending{Key: "a", Count: 13})
+	tr.Flushed(dirty[0])
 	require.Empty(t, tr.Dirty())
 	require.Equal(t, 0, tr.Len(), "idle counters are dropped after a clean flush round")
 
 	// A dropped counter restarts from what storage holds.
-	ok, remaining := tr.Use("a", 1, 20, 13, time.Time{}, now)
+	ok, remaining := tr.Use("a", 1, quota(20), State{Count: 13, Limit: 20}, now)
 	require.True(t, ok)
 	require.Equal(t, int64(6), remaining)
 
 	// Counters of keys with a quota stay, even when idle.
 	for _, p := range tr.Dirty() {
+		require.True(t, p.Quota)
 		tr.Flushed(p)
 	}
 	require.Empty(t, tr.Dirty())
@@ -95,7 +101,7 @@ func TestConcurrentUsesNeverOverAdmit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 200; i++ {
-				if ok, _ := tr.Use("k", 1, 1000, 0, time.Time{}, time.Now()); ok {
+				if ok, _ := tr.Use("k", 1, quota(1000), State{Limit: 1000}, time.Now()); ok {
 					allowed.Add(1)
 				}
 			}
@@ -104,4 +110,166 @@ func TestConcurrentUsesNeverOverAdmit(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	require.Equal(t, int64(1000), allowed.Load())
+}
+
+// quota is a quota of max uses without refill (0: unlimited).
+func quota(max int64) Quota { return Quota{Limited: max > 0} }
+
+// TestRefillBoundaries: a new period sets the limit to count+refill, lazily, whatever
+// was left (no carry-over), and only once per period.
+func TestRefillBoundaries(t *testing.T) {
+	now := time.Unix(100, 0)
+	q := func(period int64) Quota { return Quota{Limited: true, Refill: 5, Period: period} }
+	cases := []struct {
+		name          string
+		stored        State
+		uses          []struct{ period, cost int64 }
+		wantAllowed   []bool
+		wantRemaining int64
+	}{
+		{
+			name:   "spent, then refilled",
+			stored: State{Limit: 3, Period: 1},
+			uses: []struct{ period, cost int64 }{
+				{1, 3}, {1, 1}, {2, 5}, {2, 1},
+			},
+			wantAllowed:   []bool{true, false, true, false},
+			wantRemaining: 0,
+		},
+		{
+			name:          "unspent credit does not carry over",
+			stored:        State{Limit: 100, Period: 1},
+			uses:          []struct{ period, cost int64 }{{1, 1}, {2, 6}, {2, 5}},
+			wantAllowed:   []bool{true, false, true},
+			wantRemaining: 0,
+		},
+		{
+			name:          "several periods skipped refill once",
+			stored:        State{Count: 7, Limit: 7, Period: 1},
+			uses:          []struct{ period, cost int64 }{{9, 2}},
+			wantAllowed:   []bool{true},
+			wantRemaining: 3,
+		},
+		{
+			name:          "an older period never refills",
+			stored:        State{Count: 3, Limit: 3, Period: 5},
+			uses:          []struct{ period, cost int64 }{{4, 1}},
+			wantAllowed:   []bool{false},
+			wantRemaining: 0,
+		},
+		{
+			name:          "the stored period is already refilled",
+			stored:        State{Count: 10, Limit: 12, Period: 2},
+			uses:          []struct{ period, cost int64 }{{2, 2}, {2, 1}},
+			wantAllowed:   []bool{true, false},
+			wantRemaining: 0,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := NewTracker()
+			var remaining int64
+			for i, u := range tc.uses {
+				var ok bool
+				ok, remaining = tr.Use("k", u.cost, q(u.period), tc.stored, now)
+				require.Equal(t, tc.wantAllowed[i], ok, "use %d", i)
+			}
+			require.Equal(t, tc.wantRemaining, remaining)
+		})
+	}
+
+	// Remaining and Effective see a refill without making it.
+	tr := NewTracker()
+	stored := State{Count: 3, Limit: 3, Period: 1}
+	require.Equal(t, int64(5), tr.Remaining("k", q(2), stored))
+	require.Equal(t, State{Count: 3, Limit: 8, Period: 2}, tr.Effective("k", q(2), stored))
+	_, ok := tr.State("k")
+	require.False(t, ok, "reading creates no counter")
+}
+
+func TestAdjust(t *testing.T) {
+	tr := NewTracker()
+	now := time.Unix(100, 0)
+	q := Quota{Limited: true}
+	stored := State{Count: 2, Limit: 10}
+	tr.Use("k", 3, q, stored, now) // count 5, 5 left
+
+	p, err := tr.Adjust("k", q, stored, func(cur State) (int64, error) { return cur.Count + 1, nil }) // set=1
+	s := p.State
+	require.NoError(t, err)
+	require.Equal(t, int64(1), s.Remaining())
+	ok, _ := tr.Use("k", 2, q, stored, now)
+	require.False(t, ok, "the new limit holds at once")
+	p, err = tr.Adjust("k", q, stored, func(cur State) (int64, error) { return cur.Limit + 10, nil }) // add=10
+	require.NoError(t, err)
+	s = p.State
+	require.Equal(t, int64(11), s.Remaining())
+
+	_, err = tr.Adjust("k", q, stored, func(State) (int64, error) { return 0, errBoom })
+	require.ErrorIs(t, err, errBoom)
+	require.Equal(t, int64(11), tr.Remaining("k", q, stored), "a refused adjustment changes nothing")
+
+	dirty := tr.Dirty()
+	require.Len(t, dirty, 1)
+	require.True(t, dirty[0].Quota)
+	require.Equal(t, int64(16), dirty[0].Limit)
+
+	// Adjusting a key without a counter starts from what is stored, and keeps it.
+	fresh := NewTracker()
+	p, err = fresh.Adjust("x", Quota{Limited: true, Refill: 4, Period: 3}, State{Count: 9, Limit: 9, Period: 2}, func(cur State) (int64, error) {
+		require.Equal(t, State{Count: 9, Limit: 13, Period: 3}, cur, "in the current period")
+		return cur.Limit + 1, nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, int64(5), p.Remaining())
+	require.True(t, fresh.HasQuota("x"))
+	snap, ok := fresh.Snapshot("x")
+	require.True(t, ok)
+	fresh.Flushed(snap)
+	require.Empty(t, fresh.Dirty())
+	require.Equal(t, 1, fresh.Len(), "a quota counter stays")
+}
+
+var errBoom = errors.New("boom")
+
+func TestConcurrentRefillAndAdjustNeverOverAdmit(t *testing.T) {
+	tr := NewTracker()
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	q := Quota{Limited: true, Refill: 100, Period: 2}
+	stored := State{Count: 50, Limit: 50, Period: 1} // spent; period 2 refills 100
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if ok, _ := tr.Use("k", 1, q, stored, time.Now()); ok {
+					allowed.Add(1)
+				}
+				if i == 10 {
+					_, _ = tr.Adjust("k", q, stored, func(cur State) (int64, error) { return cur.Limit + 1, nil })
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, int64(100+16), allowed.Load(), "one refill and sixteen top-ups of one")
+}
+
+// TestCountsNeverGoBackAfterADrop: a counter dropped as idle comes back seeded from a
+// stale record (a verify that loaded it before the flush) without losing counts.
+func TestCountsNeverGoBackAfterADrop(t *testing.T) {
+	tr := NewTracker()
+	now := time.Now()
+	stale := State{Count: 40}
+	ok, _ := tr.Use("k", 20, Quota{}, stale, now)
+	require.True(t, ok)
+	for _, p := range tr.Dirty() {
+		tr.Flushed(p) // stored: 60
+	}
+	require.Empty(t, tr.Dirty(), "idle: dropped")
+	tr.Use("k", 1, Quota{}, stale, now) // seeded from the stale record of 40
+	s, ok := tr.State("k")
+	require.True(t, ok)
+	require.EqualValues(t, 61, s.Count, "not 41")
 }

@@ -21,6 +21,8 @@
 //     what it started (Vault's plugin processes).
 //   - FreePort, FreePortPair, Environ (the environment without VAULT_* and
 //     APIKEY_GATEWAY_*), Executable and ExecutableFromEnv, FileSHA256, CopyFile, Poll.
+//   - StartNginx, StartCaddy, StartGatewayWithGRPC, ProxyBinary, RenderDocsConfig: the
+//     real proxies with the configs of docs/proxies (forward auth); StartDashboard.
 //   - Promtool, RunPromtool, CheckMetrics: Prometheus's promtool ($PROMTOOL or PATH)
 //     for the metrics exposition and the alert rules.
 //

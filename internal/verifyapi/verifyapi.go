@@ -46,8 +46,9 @@ const (
 )
 
 // Response fields. The key's fields (key_id to ttl) come with every code after
-// NOT_FOUND; remaining_uses with keys that have max_uses, rate_limit with rate-limited
-// keys, retry_after with RATE_LIMITED.
+// NOT_FOUND, identity with them for keys that belong to one; remaining_uses with keys
+// that have max_uses, rate_limit with rate-limited keys, retry_after and
+// rate_limit_name with RATE_LIMITED.
 const (
 	FieldValid         = "valid"
 	FieldCode          = "code"
@@ -61,6 +62,8 @@ const (
 	FieldRemainingUses = "remaining_uses"
 	FieldRateLimit     = "rate_limit"
 	FieldRetryAfter    = "retry_after"
+	FieldRateLimitName = "rate_limit_name"
+	FieldIdentity      = "identity"
 )
 
 // Request is one verify call.
@@ -109,6 +112,9 @@ type Key struct {
 	// TTLKnown says whether the answer carried it (decoding only).
 	TTL      time.Duration
 	TTLKnown bool
+	// Identity is who the key belongs to (a Vault entity id, or the identity given at
+	// issue); empty for keys without one, and then left out of the encoding.
+	Identity string
 }
 
 // Response is verify's answer.
@@ -123,6 +129,9 @@ type Response struct {
 	RateLimit float64
 	// RetryAfter is set with RATE_LIMITED, rounded up to whole seconds on the wire.
 	RetryAfter time.Duration
+	// RateLimitName names the limit that refused (RATE_LIMITED only): a name of the
+	// role's rate_limits, or "default" for rate_limit.
+	RateLimitName string
 }
 
 // Data encodes r as verify's response data, with the Go types Vault's JSON encoding
@@ -142,6 +151,9 @@ func (r Response) Data() map[string]any {
 	}
 	if r.Code == CodeRateLimited {
 		data[FieldRetryAfter] = int64(math.Ceil(r.RetryAfter.Seconds()))
+		if r.RateLimitName != "" {
+			data[FieldRateLimitName] = r.RateLimitName
+		}
 	}
 	return data
 }
@@ -156,7 +168,7 @@ func (k Key) Data() map[string]any {
 	if metadata == nil {
 		metadata = map[string]string{}
 	}
-	return map[string]any{
+	data := map[string]any{
 		FieldKeyID:     k.KeyID,
 		FieldRole:      k.Role,
 		FieldName:      k.Name,
@@ -165,6 +177,10 @@ func (k Key) Data() map[string]any {
 		FieldExpiresAt: k.ExpiresAt.UTC().Format(time.RFC3339),
 		FieldTTL:       int64(max(k.TTL, 0) / time.Second),
 	}
+	if k.Identity != "" {
+		data[FieldIdentity] = k.Identity
+	}
+	return data
 }
 
 // DecodeResponse reads verify's response data as Vault's API client delivers it
@@ -216,6 +232,7 @@ func DecodeResponse(d map[string]any) (Response, error) {
 		if secs, ok := Number(d[FieldTTL]); ok {
 			k.TTL, k.TTLKnown = seconds(secs), true
 		}
+		k.Identity, _ = d[FieldIdentity].(string)
 		res.Key = k
 	}
 	if valid && res.Key == nil {
@@ -231,6 +248,7 @@ func DecodeResponse(d map[string]any) (Response, error) {
 	if secs, ok := Number(d[FieldRetryAfter]); ok && secs > 0 {
 		res.RetryAfter = seconds(secs)
 	}
+	res.RateLimitName, _ = d[FieldRateLimitName].(string)
 	return res, nil
 }
 

@@ -3,6 +3,7 @@ package verifyapi
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -31,9 +32,10 @@ func TestResponseRoundTrip(t *testing.T) {
 		{Code: CodeNotFound},
 		{Valid: true, Code: CodeValid, Key: &Key{KeyID: "0123456789abcdef", Role: "r", Name: "n", Scopes: []string{"a"}, Metadata: map[string]string{"k": "v"}, ExpiresAt: expires, TTL: 90 * time.Second}, RemainingUses: &uses, RateLimit: 2.5},
 		{Code: CodeRateLimited, Key: &Key{KeyID: "0123456789abcdef", ExpiresAt: expires, TTL: time.Second}, RateLimit: 1, RetryAfter: 1500 * time.Millisecond},
+		{Code: CodeRateLimited, Key: &Key{KeyID: "0123456789abcdef", ExpiresAt: expires, TTL: time.Second, Identity: "ent-1"}, RateLimit: 0.5, RetryAfter: 1500 * time.Millisecond, RateLimitName: "daily"},
 	}
-	for _, want := range cases {
-		t.Run(want.Code, func(t *testing.T) {
+	for i, want := range cases {
+		t.Run(fmt.Sprint(i, want.Code), func(t *testing.T) {
 			data := want.Data()
 			got, err := DecodeResponse(throughJSON(t, data))
 			require.NoError(t, err)
@@ -41,6 +43,10 @@ func TestResponseRoundTrip(t *testing.T) {
 			require.Equal(t, want.Code, got.Code)
 			require.Equal(t, want.RemainingUses, got.RemainingUses)
 			require.Equal(t, want.RateLimit, got.RateLimit)
+			require.Equal(t, want.RateLimitName, got.RateLimitName)
+			if want.RateLimitName == "" {
+				require.NotContains(t, data, FieldRateLimitName, "left out when unnamed")
+			}
 			if want.Code == CodeRateLimited {
 				require.Equal(t, 2*time.Second, got.RetryAfter, "rounded up to whole seconds")
 			}
@@ -55,6 +61,10 @@ func TestResponseRoundTrip(t *testing.T) {
 			require.True(t, want.Key.ExpiresAt.Equal(got.Key.ExpiresAt))
 			require.Equal(t, want.Key.TTL, got.Key.TTL)
 			require.True(t, got.Key.TTLKnown)
+			require.Equal(t, want.Key.Identity, got.Key.Identity)
+			if want.Key.Identity == "" {
+				require.NotContains(t, data, FieldIdentity, "keys without an identity answer as before")
+			}
 		})
 	}
 }
