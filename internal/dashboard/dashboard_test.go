@@ -500,6 +500,20 @@ func TestSignOutRevokesOnlyWhatTheDashboardObtained(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 }
 
+// TestKeyIdentityIsShown: the key's identity (issue 17) is on the detail page and in
+// the list, escaped like every value an issuer chooses.
+func TestKeyIdentityIsShown(t *testing.T) {
+	e := newEnv(t)
+	e.vault.addKey(keyRecord{KeyID: "BBBBBBBBBBBBBBBB", Role: "demo", Name: "n", Identity: "customer:<acme>", SharedLimits: true,
+		CreatedAt: "2026-11-28T10:00:00Z", ExpiresAt: "2026-12-28T10:00:00Z"})
+	c := e.client()
+	c.loginToken(adminToken)
+	detail := c.get("/keys/BBBBBBBBBBBBBBBB").body
+	require.Contains(t, detail, `<dd id="key-identity"><code>customer:&lt;acme&gt;</code>`)
+	require.Contains(t, detail, "shared with its other keys")
+	require.Contains(t, c.get("/keys").body, `<td class="identity"><code>customer:&lt;acme&gt;</code></td>`)
+}
+
 func TestKeyListPagesThroughTheEngine(t *testing.T) {
 	e := newEnv(t)
 	for i := range 60 {

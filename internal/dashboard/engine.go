@@ -16,6 +16,7 @@ import (
 // keyInfo is one entry of the keys/ LIST's key_info.
 type keyInfo struct {
 	Role       string `json:"role"`
+	Identity   string `json:"identity"`
 	Name       string `json:"name"`
 	Status     string `json:"status"`
 	CreatedAt  string `json:"created_at"`
@@ -50,6 +51,8 @@ type keyRecord struct {
 	LastUsedAt     string            `json:"last_used_at"`
 	RemainingUses  *int64            `json:"remaining_uses"`
 	ReplacedBy     string            `json:"replaced_by"`
+	Identity       string            `json:"identity"`
+	SharedLimits   bool              `json:"shared_limits"`
 }
 
 // issuedKey is the answer of creds/<role> and creds/<role>/rotate: the one time the key

@@ -282,7 +282,7 @@ func (f *fakeVault) listKeys(w http.ResponseWriter, r *http.Request) {
 		if k.Disabled {
 			status = "disabled"
 		}
-		out.KeyInfo[id] = keyInfo{Role: k.Role, Name: k.Name, Status: status, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, UseCount: k.UseCount}
+		out.KeyInfo[id] = keyInfo{Role: k.Role, Identity: k.Identity, Name: k.Name, Status: status, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, UseCount: k.UseCount}
 	}
 	if end < len(ids) {
 		out.NextAfter = ids[end-1]

@@ -132,6 +132,7 @@ func splitPairs(s string) []string {
 // page can have 1000 rows, and each template call costs reflection.
 type keyRow struct {
 	ID, Name, Role, Status       string
+	Identity                     string
 	Created, Expires, ExpiresRel string
 	Uses                         int64
 	LastUsed                     string // relative, "" if never
@@ -196,7 +197,7 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request, sess *session) {
 	d.Rows = make([]keyRow, 0, len(list.Keys))
 	for _, id := range list.Keys {
 		k := list.KeyInfo[id]
-		row := keyRow{ID: id, Name: k.Name, Role: k.Role, Status: k.Status, Created: s.fmtTime(k.CreatedAt),
+		row := keyRow{ID: id, Name: k.Name, Role: k.Role, Identity: k.Identity, Status: k.Status, Created: s.fmtTime(k.CreatedAt),
 			Expires: s.fmtTime(k.ExpiresAt), ExpiresRel: s.relTime(k.ExpiresAt), Uses: k.UseCount}
 		if k.LastUsedAt != "" {
 			row.LastUsed = s.relTime(k.LastUsedAt)
