@@ -49,7 +49,7 @@ integration-test: build
 # req/s, p50, p99 and the ratios with their targets (misses are reported, never a
 # failure). About 3-4 minutes on 2 cores. BENCH_FLAGS passes flags to the harness, e.g.
 # BENCH_FLAGS="-d 10s -md bench.md" (go run ./bench/load -h lists them).
-bench: bench-go build
+bench: bench-go bench-anomaly build
 	@start=$$(date +%s); \
 	vault_bin="$$(scripts/vault-bin.sh)" && \
 	$(GO) build -o $(BIN_DIR)/noopplugin ./bench/noopplugin && \
@@ -57,6 +57,12 @@ bench: bench-go build
 	$(BIN_DIR)/apikey-load -vault "$$vault_bin" -plugin $(PLUGIN_BIN) -gateway $(GATEWAY_BIN) \
 		-noop-plugin $(BIN_DIR)/noopplugin $(BENCH_FLAGS); \
 	rc=$$?; echo "bench: total $$(( $$(date +%s) - start ))s"; exit $$rc
+
+# The anomaly detector on a simulated fleet (bench/anomaly/README.md): precision, recall
+# and time to detect per kind; misses are reported, never a failure. About 20 s.
+.PHONY: bench-anomaly
+bench-anomaly:
+	$(GO) run ./bench/anomaly
 
 # The Go microbenchmarks only.
 .PHONY: bench-go

@@ -25,9 +25,10 @@ const (
 	anomalyStatePrefix = usagePrefix + "anomaly/"
 )
 
-// maxDetectorKeys bounds the keys whose baselines are held in memory; a key past it is
-// reloaded from storage on its next verify.
-const maxDetectorKeys = 200_000
+// maxDetectorKeys bounds the keys whose baselines are held in memory (about 1.8 KB
+// each, so about 90 MB at most); a key past it is reloaded from storage on its next
+// verify, one read.
+const maxDetectorKeys = 50_000
 
 // What happened to a key when its anomaly was raised.
 const (

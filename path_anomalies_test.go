@@ -164,3 +164,21 @@ func TestRoleAnomalySettings(t *testing.T) {
 	require.Equal(t, "log", got["anomaly_action"])
 	require.Equal(t, 50, got["anomaly_rate_floor"])
 }
+
+// TestVerifyFeedsTheDetector: wrong secrets for one key_id in a burst, through verify,
+// raise a secret_guessing anomaly with the real detector.
+func TestVerifyFeedsTheDetector(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("orders", nil)
+	k := e.issue("orders", nil)
+	require.Equal(t, verifyapi.CodeValid, e.verify(map[string]interface{}{"api_key": k.key, "client_ip": "198.51.100.7"})["code"])
+	for range 40 {
+		require.Equal(t, verifyapi.CodeNotFound, e.verify(map[string]interface{}{"api_key": forgeSameKeyID(t, k.key), "client_ip": "203.0.113.9"})["code"])
+	}
+	ids, data := listAnomalies(e, map[string]interface{}{"key_id": k.keyID, "kind": "secret_guessing"})
+	require.Len(t, ids, 1, "one anomaly for the burst (cooldown), %v", data)
+	rec := e.mustOK(logical.ReadOperation, "anomalies/"+ids[0], nil).Data
+	require.Equal(t, "logged", rec["action"])
+	require.NotContains(t, rec["detail"], k.key)
+	require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key), "anomaly_action=log leaves the key alone")
+}
