@@ -150,7 +150,8 @@ func newBackend() *backend {
 			[]*framework.Path{pathConfig(b)},
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b), pathRotate(b)},
-			// Before pathKeys: keys/<key_id> would match keys/import and keys/revoke.
+			// import and revoke live outside keys/ so that an ACL on keys/+ (one key's
+			// record) never grants importing or revoking many keys.
 			[]*framework.Path{pathImport(b), pathBulkRevoke(b)},
 			pathKeys(b),
 			pathUsage(b),

@@ -15,10 +15,10 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
 )
 
-// Bulk revoke (keys/revoke): many keys in one request, selected by role, identity,
+// Bulk revoke (revoke): many keys in one request, selected by role, identity,
 // key_ids or the keys/ LIST filters, with a dry run.
 const (
-	bulkRevokePath = "keys/revoke"
+	bulkRevokePath = "revoke"
 
 	// defaultBulkRevokeLimit and maxBulkRevokeLimit bound the keys one request revokes
 	// (each is a storage delete); bulkRevokeScanBudget bounds the records it reads. When

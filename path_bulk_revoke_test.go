@@ -15,7 +15,7 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
-// bulkRevokeAnswer is a keys/revoke response.
+// bulkRevokeAnswer is a revoke response.
 type bulkRevokeAnswer struct {
 	keyIDs    []string
 	count     int

@@ -22,7 +22,7 @@ import (
 // Import of keys people already hold (docs/import.md): into a role, as leases, found by
 // verify through the index of imported_index.go.
 const (
-	importPath = "keys/import"
+	importPath = "import"
 
 	// maxImportBatch bounds the keys of one batch; maxImportBatchBytes bounds the batch
 	// as a whole (its strings, as HandleRequest counts them). The batch is exempt from

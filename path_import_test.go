@@ -24,7 +24,7 @@ import (
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
-// newImportEnv is newTestEnv with keys/import and keys/revoke routed and batch leases
+// newImportEnv is newTestEnv with import and revoke routed and batch leases
 // renewed and revoked as a whole, whether or not backend.go and secret_api_key.go wire
 // them in yet (the hooks are listed in docs/import.md's notes for the lead; once wired,
 // this uses the backend as built).
@@ -939,7 +939,7 @@ func TestImportLeaksNothing(t *testing.T) {
 }
 
 // TestImportLargeBatch imports the most keys a batch may hold. It needs HandleRequest to
-// leave keys/import's keys out of its 16 KiB per-field bound (allowsLargeField).
+// leave import's keys out of its 16 KiB per-field bound (allowsLargeField).
 func TestImportLargeBatch(t *testing.T) {
 	e := newImportEnv(t)
 	e.writeRole("svc", nil)
@@ -1100,4 +1100,16 @@ func BenchmarkVerifyImportedKey(b *testing.B) {
 			b.Fatal(resp.Data)
 		}
 	}
+}
+
+// TestImportAndRevokeLiveOutsideKeys: an ACL on keys/+ (one key's record) must not grant
+// importing or revoking many keys, so neither lives under keys/.
+func TestImportAndRevokeLiveOutsideKeys(t *testing.T) {
+	e := newTestEnv(t)
+	for _, p := range e.b.Paths {
+		for _, op := range []string{"import", "revoke"} {
+			require.NotRegexp(t, `^\^?keys/`+op, p.Pattern)
+		}
+	}
+	e.mustFail(logical.UpdateOperation, "keys/import", map[string]interface{}{"role": "r", "key": "x"}, "key_id")
 }

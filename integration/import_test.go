@@ -32,7 +32,7 @@ func sha256Of(key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// TestImportAndBulkRevoke drives keys/import and keys/revoke with the `vault` CLI and an
+// TestImportAndBulkRevoke drives import and revoke with the `vault` CLI and an
 // operator token (policies/operator.hcl): a single import (plaintext and SHA-256), a batch
 // from a JSON file, verify over HTTP, the batch lease revoked with `vault lease revoke`,
 // then a bulk revoke, dry run first.
@@ -46,9 +46,9 @@ func TestImportAndBulkRevoke(t *testing.T) {
 
 	// One key in plaintext: a lease like creds/<role>, without the key.
 	single := legacyAPIKey(t)
-	sec := s.CLISecret(t, operator, "write", "-format=json", "apikey/keys/import", "role=legacy", "key="+single, "name=billing")
+	sec := s.CLISecret(t, operator, "write", "-format=json", "apikey/import", "role=legacy", "key="+single, "name=billing")
 	require.NotEmpty(t, sec.LeaseID)
-	require.Contains(t, sec.LeaseID, "apikey/keys/import/")
+	require.Contains(t, sec.LeaseID, "apikey/import/")
 	require.Equal(t, "plaintext", str(t, sec.Data, "hash_origin"))
 	singleID := str(t, sec.Data, "key_id")
 	requireNoKeyMaterial(t, sec.Data, single)
@@ -57,7 +57,7 @@ func TestImportAndBulkRevoke(t *testing.T) {
 
 	// One key from its SHA-256: flagged weaker, verified with the plaintext.
 	hashed := legacyAPIKey(t)
-	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/keys/import", "role=legacy", "sha256="+sha256Of(hashed))
+	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/import", "role=legacy", "sha256="+sha256Of(hashed))
 	require.Equal(t, "sha256", str(t, sec.Data, "hash_origin"))
 	require.NotEmpty(t, sec.Warnings)
 	hashedID := str(t, sec.Data, "key_id")
@@ -70,9 +70,9 @@ func TestImportAndBulkRevoke(t *testing.T) {
 	}
 
 	// The same key again is refused, naming the field.
-	e := s.CLIFail(t, operator, "write", "apikey/keys/import", "role=legacy", "sha256="+sha256Of(single))
+	e := s.CLIFail(t, operator, "write", "apikey/import", "role=legacy", "sha256="+sha256Of(single))
 	require.Contains(t, e.Stderr, "sha256: already imported (key_id "+singleID+")")
-	e = s.CLIFail(t, operator, "write", "apikey/keys/import", "role=legacy", "key=aaaaaaaaaaaaaaaa")
+	e = s.CLIFail(t, operator, "write", "apikey/import", "role=legacy", "key=aaaaaaaaaaaaaaaa")
 	require.Contains(t, e.Stderr, "key: too easy to guess")
 	require.NotContains(t, e.Stderr, "aaaaaaaaaaaaaaaa")
 
@@ -92,7 +92,7 @@ func TestImportAndBulkRevoke(t *testing.T) {
 	require.NoError(t, err)
 	file := filepath.Join(t.TempDir(), "batch.json")
 	require.NoError(t, os.WriteFile(file, raw, 0o600))
-	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/keys/import", "@"+file)
+	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/import", "@"+file)
 	require.NotEmpty(t, sec.LeaseID)
 	require.Equal(t, int64(2), num(t, sec.Data, "imported_count"))
 	require.Equal(t, int64(2), num(t, sec.Data, "failed_count"))
@@ -125,18 +125,18 @@ func TestImportAndBulkRevoke(t *testing.T) {
 	// Bulk revoke: a dry run lists the role's keys and changes nothing; the real run
 	// revokes exactly them.
 	kept := issueCLI(t, s, s.RootToken, "apikey", "other")
-	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/keys/revoke", "role=legacy", "dry_run=true")
+	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/revoke", "role=legacy", "dry_run=true")
 	require.Equal(t, true, sec.Data["dry_run"])
 	require.ElementsMatch(t, []string{singleID, hashedID}, strs(t, sec.Data, "key_ids"))
 	require.Equal(t, int64(2), num(t, sec.Data, "count"))
 	requireCode(t, verifier, "apikey", single, codeValid)
 
-	e = s.CLIFail(t, operator, "write", "apikey/keys/revoke", "dry_run=true")
+	e = s.CLIFail(t, operator, "write", "apikey/revoke", "dry_run=true")
 	require.Contains(t, e.Stderr, "at least one selector is required")
-	e = s.CLIFail(t, operator, "write", "apikey/keys/revoke", "role=legacy", "unused_for=soon")
+	e = s.CLIFail(t, operator, "write", "apikey/revoke", "role=legacy", "unused_for=soon")
 	require.Contains(t, e.Stderr, "unused_for: must be a duration")
 
-	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/keys/revoke", "role=legacy")
+	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/revoke", "role=legacy")
 	require.Equal(t, false, sec.Data["dry_run"])
 	require.ElementsMatch(t, []string{singleID, hashedID}, strs(t, sec.Data, "key_ids"))
 	requireCode(t, verifier, "apikey", single, codeNotFound)
@@ -144,20 +144,20 @@ func TestImportAndBulkRevoke(t *testing.T) {
 	requireCode(t, verifier, "apikey", kept.Key, codeValid)
 
 	// by key_ids, as a script would after the dry run
-	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/keys/revoke", "key_ids="+kept.KeyID)
+	sec = s.CLISecret(t, operator, "write", "-format=json", "apikey/revoke", "key_ids="+kept.KeyID)
 	require.Equal(t, []string{kept.KeyID}, strs(t, sec.Data, "key_ids"))
 	requireCode(t, verifier, "apikey", kept.Key, codeNotFound)
 
 	// The leases of bulk-revoked keys still revoke (as no-ops).
-	s.MustCLI(t, s.RootToken, "lease", "revoke", "-prefix", "apikey/keys/import")
+	s.MustCLI(t, s.RootToken, "lease", "revoke", "-prefix", "apikey/import")
 	s.MustCLI(t, s.RootToken, "lease", "revoke", kept.LeaseID)
 
 	// A malformed key still answers MALFORMED with imported keys in the mount's past.
 	requireCode(t, verifier, "apikey", "not-a-key-at-all", codeMalformed)
 
 	// The verifier cannot import or revoke.
-	_, err = verifier.Logical().Write("apikey/keys/import", map[string]interface{}{"role": "legacy", "key": legacyAPIKey(t)})
+	_, err = verifier.Logical().Write("apikey/import", map[string]interface{}{"role": "legacy", "key": legacyAPIKey(t)})
 	requireForbidden(t, err)
-	_, err = verifier.Logical().Write("apikey/keys/revoke", map[string]interface{}{"role": "legacy"})
+	_, err = verifier.Logical().Write("apikey/revoke", map[string]interface{}{"role": "legacy"})
 	requireForbidden(t, err)
 }

@@ -80,10 +80,10 @@ path "apikey/identities/+/revoke" {
 }
 
 # Import keys clients already hold; revoke many keys at once (dry_run first).
-path "apikey/keys/import" {
+path "apikey/import" {
   capabilities = ["update"]
 }
 
-path "apikey/keys/revoke" {
+path "apikey/revoke" {
   capabilities = ["update"]
 }
