@@ -80,6 +80,9 @@ type Request struct {
 	// Tags label the call in the key's usage counts ("name=value", at most 8; the
 	// engine refuses the call with a 400 otherwise, see usagestats.ParseTags).
 	Tags []string
+	// Grant, when set, asks for a report token and, for a metered key answered VALID,
+	// a grant (fleet.go).
+	Grant *GrantRequest
 }
 
 // Data encodes r as verify's request data.
@@ -96,6 +99,9 @@ func (r Request) Data() map[string]any {
 	}
 	if len(r.Tags) > 0 {
 		data[FieldTags] = r.Tags
+	}
+	if r.Grant != nil {
+		r.Grant.put(data)
 	}
 	return data
 }
@@ -132,6 +138,11 @@ type Response struct {
 	// RateLimitName names the limit that refused (RATE_LIMITED only): a name of the
 	// role's rate_limits, or "default" for rate_limit.
 	RateLimitName string
+	// ReportToken lets the caller report uses of the key it served itself
+	// (usage/report); set for codes after NOT_FOUND when the request had grant_holder.
+	ReportToken string
+	// Grant is set with VALID for a metered key when the request asked for one.
+	Grant *Grant
 }
 
 // Data encodes r as verify's response data, with the Go types Vault's JSON encoding
@@ -154,6 +165,12 @@ func (r Response) Data() map[string]any {
 		if r.RateLimitName != "" {
 			data[FieldRateLimitName] = r.RateLimitName
 		}
+	}
+	if r.ReportToken != "" {
+		data[FieldReportToken] = r.ReportToken
+	}
+	if r.Grant != nil {
+		r.Grant.put(data)
 	}
 	return data
 }
@@ -249,6 +266,15 @@ func DecodeResponse(d map[string]any) (Response, error) {
 		res.RetryAfter = seconds(secs)
 	}
 	res.RateLimitName, _ = d[FieldRateLimitName].(string)
+	res.ReportToken, _ = d[FieldReportToken].(string)
+	grant, err := decodeGrant(d)
+	if err != nil {
+		return Response{}, err
+	}
+	if grant != nil && !valid {
+		return Response{}, fmt.Errorf("verify response carries a grant with code %.40q", code)
+	}
+	res.Grant = grant
 	return res, nil
 }
 
