@@ -126,6 +126,12 @@ func putAnomalyRecord(ctx context.Context, s logical.Storage, r *anomalyRecord) 
 // that a disable takes effect for the very next verify. Failures are logged: the verify
 // has its answer already.
 func (b *backend) detect(ctx context.Context, s logical.Storage, k *keyEntry, code string, client netip.Addr, now time.Time) {
+	b.detectN(ctx, s, k, code, client, now, 1)
+}
+
+// detectN is detect for count outcomes alike (reported by a caller that served them
+// itself, path_usage_report.go); the detector bounds the count.
+func (b *backend) detectN(ctx context.Context, s logical.Storage, k *keyEntry, code string, client netip.Addr, now time.Time, count uint64) {
 	if b.countingOff.Load() {
 		return
 	}
@@ -147,7 +153,7 @@ func (b *backend) detect(ctx context.Context, s logical.Storage, k *keyEntry, co
 		}
 		return entry.Value
 	}
-	ev := anomaly.Event{Key: k.KeyID, Role: k.Role, Code: code, Client: client, Time: now}
+	ev := anomaly.Event{Key: k.KeyID, Role: k.Role, Code: code, Client: client, Time: now, Count: count}
 	for _, a := range b.detector.Observe(ev, settings.config(), load) {
 		b.raiseAnomaly(ctx, s, a, settings.action())
 	}

@@ -18,10 +18,13 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/anomaly"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/changefeed"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/grants"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/lru"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/ratelimit"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usagestats"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 // maxCachedRoles bounds the role cache; a role past it is read from storage.
@@ -109,6 +112,12 @@ type backend struct {
 	countingOff atomic.Bool
 	// counters are the process's event counters for the metrics path.
 	counters *engineCounters
+	// grants is the book of quota grants handed to callers that serve many requests
+	// per verify (fleet_grants.go); feed is the change feed they follow (path_feed.go).
+	// Both live in memory only: a restart forgets grants (their uses stay spent) and
+	// starts a feed of a new epoch (callers drop their caches).
+	grants *grants.Table
+	feed   *changefeed.Feed
 	// inventory caches the key gauges of the metrics path.
 	inventory inventoryCache
 	// clock is time.Now except in builds with the testclock tag (testclock_on.go).
@@ -134,6 +143,8 @@ func newBackend() *backend {
 		stats:         newRecorder(),
 		detector:      anomaly.NewDetector(maxDetectorKeys),
 		counters:      newEngineCounters(),
+		grants:        grants.New(grants.Config{MaxEntries: maxGrants, MaxPerAccount: maxGrantHolders}),
+		feed:          changefeed.New(maxFeedEvents),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -143,9 +154,11 @@ func newBackend() *backend {
 			Unauthenticated: []string{leakedPath},
 			LocalStorage:    []string{keyPrefix, usagePrefix, anomalyPrefix, identityPrefix, importedPrefix},
 		},
-		// Vault matches patterns in order and every pattern here is anchored, so none can
-		// shadow another: creds/<role>/rotate and creds/<role>, keys/<key_id>/usage and
-		// keys/<key_id> differ by the slash that a role name or key_id cannot contain.
+		// Vault matches patterns in order and anchors every pattern at both ends, so none
+		// can shadow another: creds/<role>/rotate and creds/<role>, keys/<key_id>/usage and
+		// keys/<key_id> differ by the slash that a role name or key_id cannot contain;
+		// usage/report and usage, grants/renew, feed are literal paths no other pattern
+		// matches (keys/, roles/ and identities/ patterns all start with their prefix).
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathRoles(b),
@@ -158,6 +171,8 @@ func newBackend() *backend {
 			pathAnomalies(b),
 			pathLimits(b),
 			[]*framework.Path{pathVerify(b), pathTidy(b), pathMetrics(b), pathLeaked(b), pathLeakedCheck(b)},
+			// The fleet paths (quota grants, change feed, usage reports): see fleet_grants.go.
+			[]*framework.Path{pathGrantsRenew(b), pathFeed(b), pathUsageReport(b)},
 			b.clock.paths(b),
 		),
 		Secrets:           []*framework.Secret{secretAPIKey(b)},
@@ -181,7 +196,7 @@ const maxFieldBytes = 16 << 10
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if clientOperation(req.Operation) {
 		for field, value := range req.Data {
-			if field != "api_key" && !allowsLargeField(req.Path, field) && oversized(value) {
+			if field != "api_key" && !allowsLargeField(req.Path, field) && !fleetLargeField(req.Path, field) && oversized(value) {
 				return logical.ErrorResponse("%.60s: value is too long (at most %d bytes)", field, maxFieldBytes), nil
 			}
 		}
@@ -275,6 +290,11 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		id := strings.TrimPrefix(key, keyPrefix)
 		b.keyCache.Remove(id)
 		b.unknownKeys.Remove(id)
+		// Written on another node: what changed is unknown here (there is no storage to
+		// read in Invalidate), so callers following this node's feed (a performance
+		// standby answers reads) are told the key changed and ask verify again, which
+		// the active node answers. Use-count flushes come too: a cache miss a minute.
+		b.feed.Append(verifyapi.EventUpdated, id)
 	case strings.HasPrefix(key, rolePrefix):
 		b.roleCache.Remove(strings.TrimPrefix(key, rolePrefix))
 	case key == configSecretKey:

@@ -85,6 +85,22 @@ func TestBadInputMatrix(t *testing.T) {
 	add(logical.UpdateOperation, "verify", "scopes", "a b", "a,a", mib, []interface{}{map[string]interface{}{}})
 	add(logical.UpdateOperation, "verify", "client_ip", "300.0.0.1", "10.0.0.0/8", "localhost", mib, 12)
 	add(logical.UpdateOperation, "verify", "cost", ints...)
+	add(logical.UpdateOperation, "verify", verifyapi.FieldGrantHolder, "a b", strings.Repeat("h", 65), mib, []int{1})
+	add(logical.UpdateOperation, "verify", verifyapi.FieldGrantUses, ints...)
+	add(logical.UpdateOperation, "verify", verifyapi.FieldGrantRate, -1, "NaN", "fast", "1e400", []int{1})
+	add(logical.UpdateOperation, grantsRenewPath, verifyapi.FieldGrantID, "", "nope", strings.Repeat("a", 33), mib, []int{1})
+	add(logical.UpdateOperation, grantsRenewPath, verifyapi.FieldGrantHolder, "", "a b", mib, []int{1})
+	add(logical.UpdateOperation, grantsRenewPath, verifyapi.FieldUnused, -1, "many", []int{1}, 1<<40)
+	add(logical.UpdateOperation, grantsRenewPath, verifyapi.FieldGrantUses, ints...)
+	add(logical.UpdateOperation, grantsRenewPath, verifyapi.FieldGrantRate, -1, "NaN", []int{1})
+	add(logical.UpdateOperation, grantsRenewPath, verifyapi.FieldRelease, "maybe", []int{1})
+	add(logical.ReadOperation, "feed", verifyapi.FieldWait, -1, 61, "soon", "1e400", mib)
+	add(logical.ReadOperation, "feed", verifyapi.FieldCursor, mib)
+	add(logical.UpdateOperation, usageReportPath, verifyapi.FieldGrantHolder, "", "a b", mib, []int{1})
+	add(logical.UpdateOperation, usageReportPath, verifyapi.FieldEntries, "x", []interface{}{map[string]interface{}{}}, []interface{}{mib}, 5,
+		[]interface{}{map[string]interface{}{"key_id": k.keyID, "report_token": "t", "code": "VALID", "count": 1, "client_ip": "x"}},
+		[]interface{}{map[string]interface{}{"key_id": k.keyID, "report_token": "t", "code": "VALID", "count": 1, "tags": []interface{}{"a"}}})
+	add(logical.UpdateOperation, "config", "grant_ttl", append([]interface{}{0, "100ms", "6m"}, durations...)...)
 	add(logical.UpdateOperation, "config", "cache_size", 0, -1, "big", 1<<40, []int{1})
 	add(logical.UpdateOperation, "config", "tidy_safety_buffer", durations...)
 	add(logical.UpdateOperation, "config", "tidy_interval", durations...)
@@ -109,6 +125,21 @@ func TestBadInputMatrix(t *testing.T) {
 			}
 			if tc.path == "verify" && tc.field != "api_key" {
 				data["api_key"] = k.key
+				if tc.field != verifyapi.FieldGrantHolder {
+					data[verifyapi.FieldGrantHolder] = "gw" // grant_uses and grant_rate need it
+				}
+			}
+			// The fleet paths' other required fields, so that the bad one is what fails.
+			for _, base := range [][2]string{{verifyapi.FieldGrantID, "0123456789abcdef0123456789abcdef"}, {verifyapi.FieldGrantHolder, "gw"}} {
+				if tc.path == grantsRenewPath && tc.field != base[0] {
+					data[base[0]] = base[1]
+				}
+			}
+			if tc.path == usageReportPath && tc.field != verifyapi.FieldGrantHolder {
+				data[verifyapi.FieldGrantHolder] = "gw"
+			}
+			if tc.path == usageReportPath && tc.field != verifyapi.FieldEntries {
+				data[verifyapi.FieldEntries] = []interface{}{}
 			}
 			req := &logical.Request{Operation: tc.op, Path: tc.path, Data: data, Storage: e.storage}
 			resp, err := e.b.HandleRequest(e.ctx, req)

@@ -66,7 +66,11 @@ func (c *engineCounters) anomalyCounts() map[[2]string]uint64 {
 }
 
 // verified counts one verify outcome; code is a usagestats.CodeIndex.
-func (c *engineCounters) verified(role string, code int) {
+func (c *engineCounters) verified(role string, code int) { c.verifiedN(role, code, 1) }
+
+// verifiedN counts n verify outcomes alike (answers a caller served itself and
+// reported, path_usage_report.go).
+func (c *engineCounters) verifiedN(role string, code int, n uint64) {
 	c.verifyMu.RLock()
 	counts := c.verifications[role]
 	c.verifyMu.RUnlock()
@@ -84,7 +88,7 @@ func (c *engineCounters) verified(role string, code int) {
 		}
 		c.verifyMu.Unlock()
 	}
-	counts[code].Add(1)
+	counts[code].Add(n)
 }
 
 // verificationCounts returns a copy of the verify outcome counts by role.

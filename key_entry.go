@@ -3,6 +3,7 @@ package apikey
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -134,12 +135,14 @@ func (b *backend) inventoryKeyEntry(ctx context.Context, s logical.Storage, keyI
 	return b.storageKeyEntry(ctx, s, keyID)
 }
 
-// putKeyEntry stores k and makes the cache agree with it.
+// putKeyEntry stores k and makes the cache agree with it. What the write changes for
+// verify's answers goes to the change feed (keyChanged).
 func (b *backend) putKeyEntry(ctx context.Context, s logical.Storage, k *keyEntry) error {
 	entry, err := logical.StorageEntryJSON(keyPrefix+k.KeyID, k)
 	if err != nil {
 		return err
 	}
+	old, oldErr := b.previousKeyEntry(ctx, s, k.KeyID)
 	// Before and after the write: a lookup that started in between must not cache the
 	// id as unknown.
 	b.unknownKeys.Remove(k.KeyID)
@@ -147,17 +150,67 @@ func (b *backend) putKeyEntry(ctx context.Context, s logical.Storage, k *keyEntr
 	b.unknownKeys.Remove(k.KeyID)
 	if err != nil {
 		// The write may or may not have landed: drop the cache entry so the next read goes
-		// to storage.
+		// to storage, and tell the feed as if it landed (an event too many costs callers
+		// a cache miss).
 		b.keyCache.Remove(k.KeyID)
+		b.keyChanged(old, oldErr == nil, k)
 		return fmt.Errorf("storing key record: %w", err)
 	}
 	if err := k.prepare(); err != nil {
 		b.keyCache.Remove(k.KeyID)
+		b.keyChanged(old, oldErr == nil, k)
 		return err
 	}
+	// The feed hears of the write only once the cache has it: a caller that reacts to
+	// the event at once must get the new answer.
 	b.keyCache.Remove(k.KeyID) // invalidates loads that started before this write
 	b.keyCache.Add(k.KeyID, k)
+	b.keyChanged(old, oldErr == nil, k)
 	return nil
+}
+
+// previousKeyEntry is the record a write of keyID replaces: the cached one (kept exact
+// by every write and by Invalidate) or, when it is not cached, the stored one.
+func (b *backend) previousKeyEntry(ctx context.Context, s logical.Storage, keyID string) (*keyEntry, error) {
+	if k, ok := b.keyCache.Peek(keyID); ok {
+		return k, nil
+	}
+	return b.storageKeyEntry(ctx, s, keyID)
+}
+
+// keyChanged appends to the change feed what a write from old to k changes in verify's
+// answers, and cancels the key's quota grants when it stops verifying for them
+// (disabled, rotated out). Use counts and credits flushed from memory change nothing a
+// cached answer shows, so flushes emit nothing; nor does a new key (old nil), which
+// nobody can have cached. known is false when old could not be read: then every event
+// k's state implies is emitted (a needless event costs a cache miss; a missing one, a
+// stale answer).
+func (b *backend) keyChanged(old *keyEntry, known bool, k *keyEntry) {
+	if known && old == nil {
+		return
+	}
+	if !known {
+		old = &keyEntry{ExpiresAt: k.ExpiresAt.Add(time.Nanosecond)}
+	}
+	switch {
+	case k.Disabled && !old.Disabled:
+		b.grants.CancelKey(k.KeyID)
+		b.feed.Append(verifyapi.EventDisabled, k.KeyID)
+	case !k.Disabled && old.Disabled:
+		b.feed.Append(verifyapi.EventEnabled, k.KeyID)
+	}
+	switch {
+	case k.ReplacedBy != "" && k.ReplacedBy != old.ReplacedBy:
+		// Its uses are charged to the replacement from now on: grants on the old
+		// account would be spent beside the new one's.
+		b.grants.CancelKey(k.KeyID)
+		b.feed.Append(verifyapi.EventRotated, k.KeyID)
+	case !k.validUntil().Equal(old.validUntil()):
+		b.feed.Append(verifyapi.EventExpiryChanged, k.KeyID)
+	}
+	if k.Name != old.Name || !maps.Equal(k.Metadata, old.Metadata) {
+		b.feed.Append(verifyapi.EventUpdated, k.KeyID)
+	}
 }
 
 // deleteKeyEntry removes the record and everything kept in memory for it; deleting a
@@ -171,6 +224,7 @@ func (b *backend) deleteKeyEntry(ctx context.Context, s logical.Storage, keyID s
 	// The identity index entry goes after the record: an entry left behind (a failed
 	// delete) is skipped by readers, a record without its entry would hide the key from
 	// identities/<id>/revoke.
+	existed := true // unless a read proved otherwise: a needless event is harmless
 	identity := ""
 	if k, ok := b.keyCache.Peek(keyID); ok {
 		identity = k.Identity
@@ -180,12 +234,18 @@ func (b *backend) deleteKeyEntry(ctx context.Context, s logical.Storage, keyID s
 		b.Logger().Warn("deleting a key record that could not be read: its identity index entry may remain", "key_id", keyID, "error", err)
 	} else if k != nil {
 		identity = k.Identity
+	} else {
+		existed = false
 	}
 	b.keyCache.Remove(keyID)
 	if err := s.Delete(ctx, keyPrefix+keyID); err != nil {
 		return fmt.Errorf("deleting key record: %w", err)
 	}
 	b.keyCache.Remove(keyID)
+	b.grants.CancelKey(keyID)
+	if existed {
+		b.feed.Append(verifyapi.EventRevoked, keyID)
+	}
 	if identity != "" {
 		if err := s.Delete(ctx, identityKeyPath(identity, keyID)); err != nil {
 			b.Logger().Warn("could not delete a key's identity index entry", "key_id", keyID, "error", err)

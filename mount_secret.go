@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -105,6 +106,29 @@ func newHMACKey() ([]byte, error) {
 		return nil, fmt.Errorf("generating mount secret: %w", err)
 	}
 	return key, nil
+}
+
+// reportTokenDomain separates report tokens from key hashes made with the same secret:
+// no key hashes to a report token.
+const reportTokenDomain = "apikey report token v1\x00"
+
+// reportToken is what verify gives a grant holder for a key it found, and what
+// usage/report asks back with each entry: proof that the reporter was told about the
+// key by verify, so that nobody can pour made-up counts into the usage of a key_id
+// they merely know. HMAC-SHA256(mount secret, domain || key_id), in hex.
+func reportToken(secret []byte, keyID string) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(reportTokenDomain))
+	mac.Write([]byte(keyID))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// reportTokenValid checks a report token in constant time.
+func reportTokenValid(secret []byte, keyID, token string) bool {
+	if secret == nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(reportToken(secret, keyID)), []byte(token)) == 1
 }
 
 // hashesEqual compares two HMACs in constant time.

@@ -34,6 +34,16 @@ type settings struct {
 	UsageCountingOff bool `json:"usage_counting_off,omitempty"`
 	// LeakedAction is what a leak report does to a valid key ("" = revoke).
 	LeakedAction string `json:"leaked_action,omitempty"`
+	// GrantTTL is how long a quota grant lasts without renewal (0 = the default).
+	GrantTTL time.Duration `json:"grant_ttl,omitempty"`
+}
+
+// grantTTL is the TTL of quota grants (fleet_grants.go).
+func (s *settings) grantTTL() time.Duration {
+	if s.GrantTTL <= 0 {
+		return defaultGrantTTL
+	}
+	return s.GrantTTL
 }
 
 func (s *settings) leakedAction() string {
@@ -47,6 +57,11 @@ const (
 	defaultTidySafetyBuffer = time.Hour
 	defaultTidyInterval     = time.Hour
 	minTidySafetyBuffer     = time.Minute
+	// Grants last seconds: long enough that a holder renews a few times a TTL at
+	// most, short enough that a lost holder's rate share comes back soon.
+	defaultGrantTTL = 5 * time.Second
+	minGrantTTL     = time.Second
+	maxGrantTTL     = 5 * time.Minute
 )
 
 func defaultSettings() *settings {
@@ -98,6 +113,11 @@ func pathConfig(b *backend) *framework.Path {
 				Description:   "What a report to the leaked path does to a valid key: revoke (default: it stops verifying at once) or disable.",
 				AllowedValues: []interface{}{leakedActionRevoke, leakedActionDisable},
 			},
+			"grant_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How long a quota grant (verify's grant_holder) lasts unless renewed: 1s to 5m. Default 5s. Holders renew at half of it; a holder that disappears holds its rate share this long.",
+				Default:     int(defaultGrantTTL.Seconds()),
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -111,6 +131,7 @@ func pathConfig(b *backend) *framework.Path {
 					"usage_days":         {Type: framework.TypeInt, Description: "Days of daily usage buckets kept."},
 					"usage_counting":     {Type: framework.TypeBool, Description: "Whether verify outcomes are counted over time."},
 					"leaked_action":      {Type: framework.TypeString, Description: "What a leak report does to a valid key: revoke or disable."},
+					"grant_ttl":          {Type: framework.TypeDurationSecond, Description: "How long a quota grant lasts unless renewed (seconds)."},
 				}),
 			},
 			logical.UpdateOperation: &framework.PathOperation{
@@ -160,6 +181,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"usage_days":         ucfg.Days,
 		"usage_counting":     !cur.UsageCountingOff,
 		"leaked_action":      cur.leakedAction(),
+		"grant_ttl":          int64(cur.grantTTL().Seconds()),
 	}}, nil
 }
 
@@ -200,6 +222,13 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("usage_counting"); ok {
 		next.UsageCountingOff = !v.(bool)
 	}
+	if v, ok := d.GetOk("grant_ttl"); ok {
+		// Range-checked as seconds first: a huge value must not overflow a Duration.
+		if secs := v.(int); secs < int(minGrantTTL.Seconds()) || secs > int(maxGrantTTL.Seconds()) {
+			return logical.ErrorResponse("grant_ttl must be between %s and %s", minGrantTTL, maxGrantTTL), nil
+		}
+		next.GrantTTL = time.Duration(v.(int)) * time.Second
+	}
 	if v, ok := d.GetOk("leaked_action"); ok {
 		if next.LeakedAction = v.(string); next.LeakedAction != leakedActionRevoke && next.LeakedAction != leakedActionDisable {
 			return logical.ErrorResponse("leaked_action must be %s or %s", leakedActionRevoke, leakedActionDisable), nil
@@ -234,6 +263,8 @@ each node. tidy_safety_buffer is how long past expiry a key record stays before 
 removes it; tidy_interval is how often tidy runs by itself (0 = never). usage_hours and usage_days
 are how long hourly and daily counts of verify outcomes are kept (default 48 hours and
 90 days; see keys/<key_id>/usage and usage); usage_counting=false stops counting them.
+grant_ttl (1s-5m, default 5s) is how long a quota grant lasts unless its holder renews it
+(see verify's grant_holder and grants/renew).
 The mount's HMAC secret is generated on first use, stored apart (barrier-encrypted;
 seal-wrapped too on Vault Enterprise), and never returned by this or any other path.
 `

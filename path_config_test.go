@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
@@ -11,7 +12,7 @@ import (
 
 func TestConfig(t *testing.T) {
 	e := newTestEnv(t)
-	require.Equal(t, map[string]interface{}{"cache_size": defaultCacheSize, "tidy_safety_buffer": int64(3600), "tidy_interval": int64(3600), "usage_hours": 48, "usage_days": 90, "usage_counting": true, "leaked_action": "revoke"},
+	require.Equal(t, map[string]interface{}{"cache_size": defaultCacheSize, "tidy_safety_buffer": int64(3600), "tidy_interval": int64(3600), "usage_hours": 48, "usage_days": 90, "usage_counting": true, "leaked_action": "revoke", "grant_ttl": int64(5)},
 		e.mustOK(logical.ReadOperation, "config", nil).Data)
 
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"cache_size": 2})
@@ -37,6 +38,16 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, int64(600), cfg["tidy_safety_buffer"])
 	require.Equal(t, int64(0), cfg["tidy_interval"])
 	require.Equal(t, 2, e.mustOK(logical.ReadOperation, "config", nil).Data["cache_size"])
+
+	// grant_ttl: 1s to 5m.
+	for _, bad := range []interface{}{0, "500ms", 301, "1h", -1, "soon", 1 << 62} {
+		e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"grant_ttl": bad}, "grant_ttl")
+	}
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"grant_ttl": "30s"})
+	require.Equal(t, int64(30), e.mustOK(logical.ReadOperation, "config", nil).Data["grant_ttl"])
+	ttl, err := e.b.grantTTL(e.ctx, e.storage)
+	require.NoError(t, err)
+	require.Equal(t, 30*time.Second, ttl)
 
 	// A fresh backend on the same storage (a restart) loads the stored settings.
 	restarted := &testEnv{t: t, b: newBackend(), storage: e.storage, ctx: e.ctx}

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
 // pathKeyCredits is keys/<key_id>/credits: an operator sets or tops up a key's remaining
@@ -107,9 +108,12 @@ func (b *backend) pathKeyCredits(ctx context.Context, req *logical.Request, d *f
 	var p usage.Pending
 	if k.sharedCredits() {
 		// The identity's credits, under the identity's lock (flushIdentity takes it too).
-		idLock := b.keyLock(account)
-		idLock.Lock()
-		defer idLock.Unlock()
+		// Locks are striped (256 of them): the identity's may be the key's, held already,
+		// and a second Lock of it would never return.
+		if idLock := b.keyLock(account); idLock != lock {
+			idLock.Lock()
+			defer idLock.Unlock()
+		}
 		seed, err := b.creditSeed(ctx, req.Storage, k, now)
 		if err != nil {
 			return nil, err
@@ -134,6 +138,14 @@ func (b *backend) pathKeyCredits(ctx context.Context, req *logical.Request, d *f
 		}
 	}
 	b.usage.Flushed(p)
+	// Grants debited before the change are cancelled (their uses stay spent), so that
+	// the credits now are all there is; holders drop them on the feed's events.
+	for _, other := range b.grants.CancelAccount(account) {
+		if other != id {
+			b.feed.Append(verifyapi.EventGrantCancelled, other)
+		}
+	}
+	b.feed.Append(verifyapi.EventLimitsChanged, id)
 	b.Logger().Info("key credits changed", "key_id", id, "role", k.Role, field, n, "remaining_uses", p.Remaining(), "identity", k.Identity, "shared", k.sharedCredits())
 
 	data := map[string]interface{}{
@@ -160,6 +172,8 @@ next verify on this node, and lasts until the key's next refill (refill_interval
 resets remaining uses to refill_amount as usual. For a key whose role has
 shared_limits=true and which has an identity, the credits changed are the identity's,
 shared by all its keys. A rotated-out key's uses are charged to its replacement: change
-the replacement's credits. Like every write, it is recorded by Vault's audit devices,
+the replacement's credits. Quota grants on the credits (verify's grant_holder) are
+cancelled, their uses staying spent, and the change feed tells their holders
+(limits_changed for the key, grant_cancelled for other keys of the identity). Like every write, it is recorded by Vault's audit devices,
 and logged (key_id, the change, remaining_uses).
 `

@@ -158,3 +158,31 @@ func TestKeyCreditsConcurrentWithVerify(t *testing.T) {
 	require.Equal(t, int64(100), e.record(k.keyID).UseCount)
 	require.Equal(t, int64(0), e.reopenVerify(k.key))
 }
+
+// TestSharedCreditsWhenTheLocksCollide: key locks are striped, so a key's lock and its
+// identity's may be one lock; changing the credits must not wait on itself.
+func TestSharedCreditsWhenTheLocksCollide(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("shared", map[string]interface{}{"max_uses": 10, "shared_limits": true, "allow_identity": true})
+	idLock := e.b.keyLock(identityAccountPrefix + "acme")
+	var k issued
+	for i := 0; ; i++ {
+		require.Less(t, i, 10_000, "no key shares the identity's lock")
+		k = e.issue("shared", map[string]interface{}{"identity": "acme"})
+		if e.b.keyLock(k.keyID) == idLock {
+			break
+		}
+	}
+	done := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "keys/" + k.keyID + "/credits", Storage: e.storage, Data: map[string]interface{}{"add": 5}})
+		done <- resp
+	}()
+	select {
+	case resp := <-done:
+		require.False(t, resp.IsError(), "%v", resp.Data)
+		require.Equal(t, int64(15), resp.Data["remaining_uses"])
+	case <-time.After(30 * time.Second):
+		t.Fatal("the credits change waits on the lock it holds")
+	}
+}

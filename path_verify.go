@@ -28,7 +28,7 @@ func pathVerify(b *backend) *framework.Path {
 			OperationPrefix: operationPrefix,
 			OperationVerb:   "verify",
 		},
-		Fields: map[string]*framework.FieldSchema{
+		Fields: withFields(grantFields(), map[string]*framework.FieldSchema{
 			verifyapi.FieldAPIKey: {
 				Type:        framework.TypeString,
 				Description: "The key a client presented. Required. Audit devices HMAC it by default; keep it that way.",
@@ -55,7 +55,7 @@ func pathVerify(b *backend) *framework.Path {
 				Type:        framework.TypeString,
 				Description: "Optional id of this check (1-64 of A-Z a-z 0-9 _ -). A verify repeated with the same request_id and key within a minute is not counted again: it returns the first answer's count, so a client may retry after a 5xx.",
 			},
-		},
+		}),
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:  b.pathVerify,
@@ -76,6 +76,11 @@ var verifyResponseFields = withFields(keyPublicFields, map[string]*framework.Fie
 	verifyapi.FieldRetryAfter:    {Type: framework.TypeInt, Description: "Seconds until every rate limit of the key admits a request (RATE_LIMITED only)."},
 	verifyapi.FieldRateLimitName: {Type: framework.TypeString, Description: "The limit that refused: a name of the role's rate_limits, or default for rate_limit (RATE_LIMITED only)."},
 	verifyapi.FieldIdentity:      {Type: framework.TypeString, Description: "Who the key belongs to (keys with an identity only)."},
+	verifyapi.FieldReportToken:   {Type: framework.TypeString, Description: "With grant_holder, for codes after NOT_FOUND: what usage/report asks with each entry for this key."},
+	verifyapi.FieldGrantID:       {Type: framework.TypeString, Description: "The holder's grant for the key (VALID for a metered key, with grant_holder); the same id on every top-up."},
+	verifyapi.FieldGrantedUses:   {Type: framework.TypeInt64, Description: "Uses added to the holder's grant by this answer, debited from the key's credits (keys with max_uses)."},
+	verifyapi.FieldGrantedLimits: {Type: framework.TypeSlice, Description: "The holder's share of each of the key's rate limits: name, rate (per second), burst (rate-limited keys)."},
+	verifyapi.FieldGrantTTL:      {Type: framework.TypeInt64, Description: "Milliseconds the grant lasts from this answer unless renewed (grants/renew)."},
 })
 
 // verifyResult is a refusal that says nothing about the key (MALFORMED, NOT_FOUND).
@@ -122,6 +127,10 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		if tags, err = usagestats.ParseTags(raw); err != nil {
 			return logical.ErrorResponse("tags: %s", err), nil
 		}
+	}
+	ask, errResp := parseGrantAsk(d, false)
+	if errResp != nil {
+		return errResp, nil
 	}
 
 	now := b.clock.now()
@@ -188,6 +197,24 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		RateLimitName: c.limitName,
 		// Tells callers that cache results (apikeyauth) to ask for every use.
 		RateLimit: account.limits.meteredRate,
+	}
+	if ask != nil {
+		// A grant holder (fleet_grants.go) may report what it serves for this key.
+		resp.ReportToken = reportToken(secret, k.KeyID)
+		switch c.code {
+		case verifyapi.CodeValid:
+			g, remaining, err := b.topUp(ctx, req.Storage, ask, k, account, seed, now)
+			if err != nil {
+				return nil, err
+			}
+			if resp.Grant = g; g != nil && remaining >= 0 {
+				c.remaining = remaining
+			}
+		case verifyapi.CodeRateLimited:
+			if err := b.registerHolder(ctx, req.Storage, ask, k, account, now); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if account.MaxUses > 0 {
 		remaining := c.remaining // escapes: only keys with max_uses pay for it
@@ -272,7 +299,14 @@ func (b *backend) chargeKey(k *keyEntry, seed usage.State, cost int64, now time.
 	q := k.quota(now)
 	credits := k.creditAccount()
 	if len(k.limits.buckets) > 0 {
-		if ok, refused, wait := b.rateLimiter.AllowAll(k.limiterAccount(), k.limits.buckets, now); !ok {
+		// The buckets admit what the grant holders' shares of the rate leave
+		// (fleet_grants.go): all of it while there are none.
+		account := k.limiterAccount()
+		scale, until := b.directScale(account, now)
+		if ok, refused, wait := b.rateLimiter.AllowAllScaled(account, k.limits.buckets, scale, now); !ok {
+			if scale <= 0 {
+				wait = max(wait, until.Sub(now)) // when a share may come free
+			}
 			return charge{code: verifyapi.CodeRateLimited, remaining: b.usage.Remaining(credits, q, seed), retryAfter: wait, limitName: k.limits.buckets[refused].Name}
 		}
 	}
@@ -362,6 +396,15 @@ NOT_FOUND the response also has key_id, role, name, scopes, metadata, expires_at
 identity (keys that belong to one), remaining_uses (keys with max_uses: refills and
 top-ups included, the identity's shared credits for keys with shared_limits) and
 rate_limit (rate-limited keys). It never contains the key. A missing or empty api_key, or a malformed scope, client_ip or tag, is a 400.
+
+Callers that serve many requests per verify (a gateway fleet) add grant_holder (and
+optionally grant_uses, grant_rate): the answer then has report_token for every code
+after NOT_FOUND (for usage/report), and with VALID for a metered key a quota grant:
+grant_id, granted_uses (debited at once from the key's credits), granted_limits (the
+holder's share of each rate limit; the shares of all holders sum to at most the key's
+rate, and verify's own answers get what they leave) and grant_ttl_ms. Renew or return
+it with grants/renew; follow changes on feed. Keys with a rate limit whose window is
+longer than a minute get no grant.
 
 To keep key_id and code readable in audit logs while api_key stays HMAC'd:
   vault secrets tune -audit-non-hmac-response-keys=key_id -audit-non-hmac-response-keys=code \

@@ -65,7 +65,38 @@
 // IP) per CacheTTL, however many requests it sends. To keep max_uses and rate limits
 // exact, a VALID result for a metered key (verify returns remaining_uses or rate_limit:
 // the key has max_uses or a rate limit) is never cached and never shared with collapsed
-// requests: each such request makes its own Vault call.
+// requests: each such request makes its own Vault call (with Config.Fleet, it spends a
+// quota grant instead: see below).
+//
+// # Fleet
+//
+// Config.Fleet (off by default; then nothing of this happens and verify requests are as
+// above) is for many middleware instances in front of one engine: replicas of a service,
+// gateway processes. The guarantees, and what may be over- or under-admitted for how
+// long, are in docs/gateway.md#fleet. With it:
+//
+//   - Every verify call carries this instance's random holder id. A VALID answer for a
+//     metered key then carries a quota grant: uses already debited from the key's
+//     max_uses, and a share of each of its rate limits. Such answers are cached too, and
+//     each request served from the cache spends the grant: its uses exactly, and a token
+//     of its share of each rate (a spent share answers RATE_LIMITED with Retry-After, no
+//     Vault call). An empty grant sends the request to verify, which tops it up. Grants
+//     are renewed in the background (at half their TTL, or when low), sized by the
+//     demand seen; idle ones are released with their unused uses.
+//   - The engine's change feed is long-polled. Its events (revoked, disabled, rotated,
+//     expiry or limits changed, ...) drop the cached answers about the key, answers of
+//     Vault calls in flight included, and the key's grant when the engine cancelled it;
+//     a reset drops everything. While the feed is healthy (it answered within
+//     Config.FeedTimeout, 15s), VALID results are reused for up to Config.FleetCacheTTL
+//     (60s); otherwise only for Config.CacheTTL from when they were stored.
+//   - Answers served without a Vault call (cache hits, grant spends, local refusals) are
+//     reported every Config.FleetReportInterval (5s), counted per key, code, tags and
+//     client network, so that the engine's counts and anomaly detection see all traffic.
+//     A report holds at most 10000 groups; beyond, answers are left out (and logged).
+//
+// Close returns the grants' unused uses, sends the last report and stops the background
+// work. The Vault token needs the verifier policy's grants/renew, feed and usage/report.
+// A FleetObserver (an Observer with FleetCall) hears of every Vault call by kind.
 //
 // # Usage tags
 //

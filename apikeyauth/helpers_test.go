@@ -2,9 +2,11 @@ package apikeyauth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,15 +31,22 @@ type verifyRequest struct {
 	// RequestID is the same for every retry of one verify call.
 	RequestID string `json:"request_id"`
 	// Tags is nil when the request had no tags field.
-	Tags  []string `json:"tags"`
-	Token string   `json:"-"`
+	Tags []string `json:"tags"`
+	// The grant request (Config.Fleet).
+	GrantHolder string   `json:"grant_holder"`
+	GrantUses   *int64   `json:"grant_uses"`
+	GrantRate   *float64 `json:"grant_rate"`
+	Token       string   `json:"-"`
+	// Fields are the names of every field of the request body.
+	Fields []string `json:"-"`
 }
 
 // fakeVault stands in for Vault's HTTP API: PUT /v1/<mount>/verify answers
 // {"data": respond(request)}.
 type fakeVault struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *httptest.Server
+	mux     *http.ServeMux
 	calls   atomic.Int64
 	mu      sync.Mutex
 	last    verifyRequest
@@ -47,12 +56,24 @@ type fakeVault struct {
 	respond func(verifyRequest) map[string]any
 	// hold, when set, blocks every call until it is closed.
 	hold chan struct{}
+	// clock, when set, is the fake engine's clock (fleetfake_test.go).
+	clock *fakeClock
 }
 
-func newFakeVault(t *testing.T, mount string) *fakeVault {
+func (fv *fakeVault) clockNow() time.Time {
+	fv.mu.Lock()
+	c := fv.clock
+	fv.mu.Unlock()
+	if c == nil {
+		return time.Now()
+	}
+	return c.Now()
+}
+
+func newFakeVault(t testing.TB, mount string) *fakeVault {
 	t.Helper()
-	fv := &fakeVault{t: t}
 	mux := http.NewServeMux()
+	fv := &fakeVault{t: t, mux: mux}
 	mux.HandleFunc("/v1/"+mount+"/verify", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPut && r.Method != http.MethodPost {
 			http.Error(w, "method", http.StatusMethodNotAllowed)
@@ -66,6 +87,11 @@ func newFakeVault(t *testing.T, mount string) *fakeVault {
 			return
 		}
 		req.Token = r.Header.Get("X-Vault-Token")
+		var raw map[string]any
+		_ = json.Unmarshal(body, &raw)
+		for f := range raw {
+			req.Fields = append(req.Fields, f)
+		}
 		fv.mu.Lock()
 		fv.last = req
 		status, errs, data, respond, hold := fv.status, fv.errors, fv.data, fv.respond, fv.hold
@@ -105,12 +131,12 @@ func (fv *fakeVault) lastRequest() verifyRequest {
 	return fv.last
 }
 
-func (fv *fakeVault) client(t *testing.T) *api.Client {
+func (fv *fakeVault) client(t testing.TB) *api.Client {
 	t.Helper()
 	return testClient(t, fv.srv.URL)
 }
 
-func testClient(t *testing.T, addr string) *api.Client {
+func testClient(t testing.TB, addr string) *api.Client {
 	t.Helper()
 	cfg := api.DefaultConfig()
 	require.NoError(t, cfg.Error)
@@ -146,7 +172,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // newKey returns a well-formed key (it parses locally; the fake Vault decides the rest).
-func newKey(t *testing.T) string {
+func newKey(t testing.TB) string {
 	t.Helper()
 	key, _, err := keyformat.Generate("vk")
 	require.NoError(t, err)
@@ -178,7 +204,7 @@ func answer(code string, now time.Time, expiresIn time.Duration) map[string]any 
 // harness is a Middleware against a fake Vault with a fake clock, a captured log and an
 // observer counting events.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	vault *fakeVault
 	clock *fakeClock
 	mw    *Middleware
@@ -186,7 +212,13 @@ type harness struct {
 	obs   *countingObserver
 }
 
-func newHarness(t *testing.T, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness {
+	t.Helper()
+	return newHarnessWith(t, cfg, hooks{noLoops: true})
+}
+
+// newHarnessWith is newHarness with hooks (the clock is always the harness's).
+func newHarnessWith(t testing.TB, cfg Config, hk hooks) *harness {
 	t.Helper()
 	h := &harness{t: t, vault: newFakeVault(t, orDefault(strings.Trim(cfg.Mount, "/"), DefaultMount)), clock: newFakeClock(), logs: &syncBuffer{}, obs: newCountingObserver()}
 	if cfg.Client == nil {
@@ -194,9 +226,10 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Observer = h.obs
-	mw, err := New(cfg)
+	hk.now = h.clock.Now
+	mw, err := newMiddleware(cfg, hk)
 	require.NoError(t, err)
-	mw.now = h.clock.Now
+	t.Cleanup(func() { _ = mw.Close(context.Background()) })
 	h.mw = mw
 	return h
 }
@@ -249,6 +282,7 @@ func (s *syncBuffer) String() string {
 
 type countingObserver struct {
 	mu          sync.Mutex
+	calls       map[string]int // FleetCall, by kind
 	decisions   map[string]int
 	hits, miss  int
 	verifyCalls int
@@ -256,7 +290,25 @@ type countingObserver struct {
 }
 
 func newCountingObserver() *countingObserver {
-	return &countingObserver{decisions: map[string]int{}}
+	return &countingObserver{decisions: map[string]int{}, calls: map[string]int{}}
+}
+
+func (o *countingObserver) FleetCall(call string, _ time.Duration, _ error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls[call]++
+}
+
+func (o *countingObserver) fleetCalls() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.calls)
+}
+
+func (o *countingObserver) decided(code string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.decisions[code]
 }
 
 func (o *countingObserver) Decision(code string) {

@@ -1,6 +1,7 @@
 package apikeyauth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,6 +38,9 @@ const (
 	DefaultFailureBudget       = 60
 	DefaultFailureWindow       = time.Minute
 	DefaultFailureBudgetSize   = 10000
+	DefaultFleetCacheTTL       = 60 * time.Second
+	DefaultFeedTimeout         = 15 * time.Second
+	DefaultFleetReportInterval = 5 * time.Second
 )
 
 // Config configures a Middleware. The zero value is usable: it verifies against the
@@ -106,10 +110,30 @@ type Config struct {
 	// values are unbounded. Other routers: give the route to RequireTagged. "": off.
 	RouteTag string
 
+	// Fleet turns on what lets many middleware instances (replicas of a service, gateway
+	// processes) serve metered keys from the cache and learn of changes within a second
+	// (see "Fleet" in the package documentation). It needs the cache (CacheSize and
+	// CacheTTL not negative), an engine version with grants, the change feed and usage
+	// reports, and a token with the verifier policy's grants on them. Call Close on
+	// shutdown. Off (the default): behaviour and verify requests are exactly as without
+	// it.
+	Fleet bool
+	// FleetCacheTTL is the longest a VALID result is reused while the change feed is
+	// healthy (Fleet only). 0: DefaultFleetCacheTTL.
+	FleetCacheTTL time.Duration
+	// FeedTimeout is how long the change feed may go without answering before it counts
+	// as unhealthy, and VALID results are again reused for CacheTTL only (Fleet only).
+	// 0: DefaultFeedTimeout.
+	FeedTimeout time.Duration
+	// FleetReportInterval is how often the uses served without a Vault call are reported
+	// to the engine (Fleet only). 0: DefaultFleetReportInterval.
+	FleetReportInterval time.Duration
+
 	// Logger receives decisions (debug) and Vault failures (warn/error). Never the key.
 	// Nil: nothing is logged.
 	Logger *slog.Logger
-	// Observer is told about decisions, cache lookups and Vault calls, for metrics.
+	// Observer is told about decisions, cache lookups and Vault calls, for metrics. If
+	// it also implements FleetObserver, it is told about every Vault call by kind.
 	Observer Observer
 }
 
@@ -125,6 +149,15 @@ type Observer interface {
 	// VerifyCall is called after every call to Vault's verify; err is nil when Vault
 	// answered with a verify result.
 	VerifyCall(elapsed time.Duration, err error)
+}
+
+// FleetObserver is an optional extension of Observer (found by a type assertion):
+// FleetCall is called after every call the middleware makes to Vault, with call one of
+// "verify" (also reported to VerifyCall), "renew" (grants/renew), "feed" (one poll of
+// the change feed) and "report" (usage/report); err is nil when Vault answered as
+// expected.
+type FleetObserver interface {
+	FleetCall(call string, elapsed time.Duration, err error)
 }
 
 type nopObserver struct{}
@@ -153,11 +186,28 @@ type Middleware struct {
 	flights       singleflight.Group
 	log           *slog.Logger
 	observer      Observer
+	fleetObserver FleetObserver // nil: Observer does not implement it
 	now           func() time.Time
+	fleet         *fleet // nil: Config.Fleet off
 }
 
-// New returns a Middleware for cfg.
+// New returns a Middleware for cfg. With cfg.Fleet it starts background work (the
+// change feed, grant renewals, usage reports) that Close stops.
 func New(cfg Config) (*Middleware, error) {
+	return newMiddleware(cfg, hooks{})
+}
+
+// hooks are what tests change before any background work starts.
+type hooks struct {
+	now func() time.Time
+	// noLoops: start no background work (tests drive it by hand).
+	noLoops bool
+	// tick is how often grants are checked for renewal; feedWait the feed's long-poll
+	// wait; 0: the defaults.
+	tick, feedWait time.Duration
+}
+
+func newMiddleware(cfg Config, hk hooks) (*Middleware, error) {
 	client := cfg.Client
 	if client == nil {
 		vcfg := api.DefaultConfig()
@@ -232,7 +282,39 @@ func New(cfg Config) (*Middleware, error) {
 	if m.observer == nil {
 		m.observer = nopObserver{}
 	}
+	m.fleetObserver, _ = m.observer.(FleetObserver)
+	if hk.now != nil {
+		m.now = hk.now
+	}
+	if cfg.Fleet {
+		if m.cache == nil || m.positiveTTL < 0 {
+			return nil, errors.New("Fleet needs the cache of VALID results (CacheSize and CacheTTL must not be negative)")
+		}
+		if m.fleet, err = newFleet(m, client, mount, cfg, hk); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// Close stops the background work of Config.Fleet: it returns the uses left in the
+// middleware's grants to the engine, sends the last usage report, and stops the change
+// feed, renewals and reports. Requests after Close are still served, each metered one
+// by a verify call (as without Fleet), VALID results for CacheTTL; answers they get from
+// the cache are no longer reported. ctx bounds the calls to Vault. Close is safe to
+// call more than once (later calls return the first one's error) and does nothing
+// without Fleet.
+func (m *Middleware) Close(ctx context.Context) error {
+	if m.fleet == nil {
+		return nil
+	}
+	return m.fleet.close(ctx)
+}
+
+func (m *Middleware) fleetCall(call string, elapsed time.Duration, err error) {
+	if m.fleetObserver != nil {
+		m.fleetObserver.FleetCall(call, elapsed, err)
+	}
 }
 
 func headerName(v, def string) string {

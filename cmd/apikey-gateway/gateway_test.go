@@ -501,6 +501,8 @@ func TestGatewayHealthAndMetrics(t *testing.T) {
 	require.Equal(t, "1", metrics[`apikey_gateway_cache_lookups_total{result="hit"}`])
 	require.Equal(t, "1", metrics[`apikey_gateway_cache_lookups_total{result="miss"}`])
 	require.Equal(t, "1", metrics[`apikey_gateway_verify_duration_seconds_count{result="ok"}`])
+	require.Equal(t, "1", metrics[`apikey_gateway_vault_calls_total{call="verify"}`])
+	require.Equal(t, "0", metrics[`apikey_gateway_vault_calls_total{call="feed"}`], "declared without -fleet too")
 	require.Contains(t, metrics, "go_goroutines")
 	require.NotContains(t, rec.Body.String(), key)
 }

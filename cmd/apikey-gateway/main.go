@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	"google.golang.org/grpc"
@@ -66,20 +67,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			logger.Warn("no Vault token (VAULT_TOKEN): verify calls will be refused unless a Vault Agent adds one")
 		}
 		mw, err = apikeyauth.New(apikeyauth.Config{
-			Client:            client,
-			Mount:             o.mount,
-			APIKeyHeader:      o.apiKeyHeader,
-			TrustedProxies:    o.trustedProxies,
-			CacheSize:         o.cacheSize,
-			NegativeCacheSize: o.negativeCacheSize,
-			CacheTTL:          o.cacheTTL,
-			NegativeCacheTTL:  o.negativeCacheTTL,
-			FailureBudget:     o.failureBudget,
-			FailureWindow:     o.failureWindow,
-			FailureBudgetSize: o.failureBudgetSize,
-			VerifyTimeout:     o.verifyTimeout,
-			Logger:            logger,
-			Observer:          m,
+			Client:              client,
+			Mount:               o.mount,
+			APIKeyHeader:        o.apiKeyHeader,
+			TrustedProxies:      o.trustedProxies,
+			CacheSize:           o.cacheSize,
+			NegativeCacheSize:   o.negativeCacheSize,
+			CacheTTL:            o.cacheTTL,
+			NegativeCacheTTL:    o.negativeCacheTTL,
+			FailureBudget:       o.failureBudget,
+			FailureWindow:       o.failureWindow,
+			FailureBudgetSize:   o.failureBudgetSize,
+			VerifyTimeout:       o.verifyTimeout,
+			Fleet:               o.fleet,
+			FleetCacheTTL:       o.fleetCacheTTL,
+			FeedTimeout:         o.feedTimeout,
+			FleetReportInterval: o.reportInterval,
+			Logger:              logger,
+			Observer:            m,
 		})
 		if err != nil {
 			return err
@@ -154,7 +159,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "mode", o.mode, "tls", o.tlsCertFile != "", "upstream", upstream,
 		"auth", o.auth, "vault_addr", vaultAddr, "mount", o.mount, "routes", len(o.routes), "route_tag", o.routeTag,
-		"cache_ttl", o.cacheTTL.String(), "trusted_proxies", len(o.trustedProxies))
+		"cache_ttl", o.cacheTTL.String(), "trusted_proxies", len(o.trustedProxies), "fleet", o.fleet)
 
 	select {
 	case err := <-served:
@@ -165,6 +170,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if grpcSrv != nil {
 			grpcSrv.Stop()
 		}
+		closeMiddleware(mw, o.shutdownTimeout, logger)
 		return err
 	case <-ctx.Done():
 	}
@@ -190,11 +196,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		grpcSrv.Stop()
 		<-grpcStopped
 	}
+	// After the drain: requests still in flight may spend grants until then. Then the
+	// grants' unused uses go back and the last usage report is sent (-fleet).
+	closeMiddleware(mw, o.shutdownTimeout, logger)
 	if err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// closeMiddleware stops the middleware's background work (-fleet), returning its
+// grants and sending its last report, within timeout of its own: the drain may have
+// used up the shutdown timeout, and returning uses is worth a moment.
+func closeMiddleware(mw *apikeyauth.Middleware, timeout time.Duration, logger *slog.Logger) {
+	if mw == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, 5*time.Second))
+	defer cancel()
+	if err := mw.Close(ctx); err != nil {
+		logger.Warn("returning grants and the last usage report failed", "error", err.Error())
+	}
 }
 
 // newServer returns an http.Server for handler with the client-facing timeouts: a client

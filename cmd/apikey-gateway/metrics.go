@@ -19,9 +19,13 @@ type metrics struct {
 	verifyDuration *prometheus.HistogramVec
 	cacheLookups   *prometheus.CounterVec
 	upstreamErrors prometheus.Counter
+	vaultCalls     *prometheus.CounterVec
 }
 
-var _ apikeyauth.Observer = (*metrics)(nil)
+var (
+	_ apikeyauth.Observer      = (*metrics)(nil)
+	_ apikeyauth.FleetObserver = (*metrics)(nil)
+)
 
 // outcomes returns every requests_total outcome, pre-declared so that dashboards see
 // zeros instead of missing series: verify's codes, the middleware's own, the gateway's.
@@ -55,6 +59,13 @@ func newMetrics() *metrics {
 			Name: "apikey_gateway_upstream_errors_total",
 			Help: "Requests that could not be forwarded to the upstream (answered 502).",
 		}),
+		vaultCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "apikey_gateway_vault_calls_total",
+			Help: "Calls to Vault by kind: verify, and with -fleet renew (grants/renew), feed (change feed polls) and report (usage/report); failed ones included.",
+		}, []string{"call"}),
+	}
+	for _, c := range apikeyauth.FleetCalls() {
+		m.vaultCalls.WithLabelValues(c)
 	}
 	for _, o := range outcomes() {
 		m.requests.WithLabelValues(o)
@@ -63,7 +74,7 @@ func newMetrics() *metrics {
 	m.cacheLookups.WithLabelValues("miss")
 	m.verifyDuration.WithLabelValues("ok")
 	m.verifyDuration.WithLabelValues("error")
-	m.registry.MustRegister(m.requests, m.verifyDuration, m.cacheLookups, m.upstreamErrors,
+	m.registry.MustRegister(m.requests, m.verifyDuration, m.cacheLookups, m.upstreamErrors, m.vaultCalls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -94,4 +105,10 @@ func (m *metrics) VerifyCall(elapsed time.Duration, err error) {
 		result = "error"
 	}
 	m.verifyDuration.WithLabelValues(result).Observe(elapsed.Seconds())
+}
+
+// FleetCall counts one call to Vault. The middleware reports only the kinds of
+// apikeyauth.FleetCalls, so the label set stays bounded.
+func (m *metrics) FleetCall(call string, _ time.Duration, _ error) {
+	m.vaultCalls.WithLabelValues(call).Inc()
 }

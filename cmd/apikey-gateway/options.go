@@ -64,6 +64,13 @@ type options struct {
 	failureWindow     time.Duration
 	failureBudgetSize int
 
+	// fleet turns on apikeyauth's Config.Fleet: grants for metered keys, the change
+	// feed, usage reports.
+	fleet          bool
+	fleetCacheTTL  time.Duration
+	feedTimeout    time.Duration
+	reportInterval time.Duration
+
 	// routeTag is the name of the tag that carries each route's tag value to verify;
 	// "": no route tag.
 	routeTag string
@@ -139,6 +146,10 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 	fs.StringVar(&o.originalMethodHeader, "original-method-header", defaultOriginalMethodHeader, "forward-auth mode: header with the original request method, for nginx auth_request")
 	fs.StringVar(&o.originalURIHeader, "original-uri-header", defaultOriginalURIHeader, "forward-auth mode: header with the original request URI (path and query), for nginx auth_request")
 	fs.IntVar(&o.failureBudgetSize, "failure-budget-size", apikeyauth.DefaultFailureBudgetSize, "most client addresses tracked for -failure-budget")
+	fs.BoolVar(&o.fleet, "fleet", false, "serve metered keys from the cache by spending quota grants, learn of revocations through the engine's change feed, report cached uses (docs/gateway.md#fleet); the Vault token needs the verifier policy's grants/renew, feed and usage/report")
+	fs.DurationVar(&o.fleetCacheTTL, "fleet-cache-ttl", apikeyauth.DefaultFleetCacheTTL, "with -fleet: longest a VALID result is reused while the change feed is healthy (otherwise -cache-ttl)")
+	fs.DurationVar(&o.feedTimeout, "feed-timeout", apikeyauth.DefaultFeedTimeout, "with -fleet: how long the change feed may go without answering before results fall back to -cache-ttl")
+	fs.DurationVar(&o.reportInterval, "report-interval", apikeyauth.DefaultFleetReportInterval, "with -fleet: how often uses served without a Vault call are reported to the engine")
 	fs.Usage = func() {
 		fmt.Fprintf(usageOut, "Usage: apikey-gateway -upstream URL [flags]\n"+
 			"       apikey-gateway -mode forward-auth -trusted-proxies CIDRS [flags]\n\n"+
@@ -220,6 +231,12 @@ func parseOptions(args []string, getenv func(string) string, usageOut io.Writer)
 	}
 	if o.failureWindow <= 0 {
 		return options{}, errors.New("-failure-window must be positive")
+	}
+	if o.fleetCacheTTL <= 0 || o.feedTimeout <= 0 || o.reportInterval <= 0 {
+		return options{}, errors.New("-fleet-cache-ttl, -feed-timeout and -report-interval must be positive")
+	}
+	if o.fleet && (o.cacheTTL < 0 || o.cacheSize < 0) {
+		return options{}, errors.New("-fleet needs the cache: -cache-ttl and -cache-size must not be negative")
 	}
 	if o.failureBudget == 0 || o.failureBudgetSize <= 0 {
 		return options{}, errors.New("-failure-budget must not be 0 (negative: no budget) and -failure-budget-size must be positive")

@@ -32,6 +32,43 @@ func TestOptionsDefaults(t *testing.T) {
 	require.Equal(t, slog.LevelInfo, o.logLevel)
 	require.Nil(t, o.routes)
 	require.Empty(t, o.trustedProxies)
+	require.False(t, o.fleet)
+	require.Equal(t, time.Minute, o.fleetCacheTTL)
+	require.Equal(t, 15*time.Second, o.feedTimeout)
+	require.Equal(t, 5*time.Second, o.reportInterval)
+}
+
+func TestOptionsFleet(t *testing.T) {
+	const up = "http://127.0.0.1:9000"
+	o, err := parseOptions([]string{"-upstream", up, "-fleet", "-fleet-cache-ttl", "30s", "-feed-timeout", "5s", "-report-interval", "1s"}, envFrom(nil), io.Discard)
+	require.NoError(t, err)
+	require.True(t, o.fleet)
+	require.Equal(t, 30*time.Second, o.fleetCacheTTL)
+	require.Equal(t, 5*time.Second, o.feedTimeout)
+	require.Equal(t, time.Second, o.reportInterval)
+
+	o, err = parseOptions([]string{"-upstream", up}, envFrom(map[string]string{
+		"APIKEY_GATEWAY_FLEET": "true", "APIKEY_GATEWAY_FLEET_CACHE_TTL": "2m", "APIKEY_GATEWAY_FEED_TIMEOUT": "20s", "APIKEY_GATEWAY_REPORT_INTERVAL": "10s",
+	}), io.Discard)
+	require.NoError(t, err)
+	require.True(t, o.fleet)
+	require.Equal(t, 2*time.Minute, o.fleetCacheTTL)
+	require.Equal(t, 20*time.Second, o.feedTimeout)
+	require.Equal(t, 10*time.Second, o.reportInterval)
+
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{args: []string{"-fleet-cache-ttl", "0s"}, wantErr: "must be positive"},
+		{args: []string{"-feed-timeout", "-1s"}, wantErr: "must be positive"},
+		{args: []string{"-report-interval", "0s"}, wantErr: "must be positive"},
+		{args: []string{"-fleet", "-cache-ttl", "-1s"}, wantErr: "-fleet needs the cache"},
+		{args: []string{"-fleet", "-cache-size", "-1"}, wantErr: "-fleet needs the cache"},
+	} {
+		_, err := parseOptions(append([]string{"-upstream", up}, tc.args...), envFrom(nil), io.Discard)
+		require.ErrorContains(t, err, tc.wantErr, "%v", tc.args)
+	}
 }
 
 func TestOptionsFromEnvironment(t *testing.T) {

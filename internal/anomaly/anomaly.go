@@ -121,13 +121,26 @@ type Config struct {
 	Off []Kind
 }
 
-// Event is one verify outcome of a key that exists (its key_id was found).
+// Event is one verify outcome of a key that exists (its key_id was found), or Count of
+// them alike (answers a caller served itself and reported in one batch).
 type Event struct {
 	Key    string
 	Role   string
 	Code   string // verify code (verifyapi); NOT_FOUND means a wrong secret for Key
 	Client netip.Addr
 	Time   time.Time
+	// Count is how many outcomes the event stands for: 0 and 1 mean one; at most
+	// MaxCount count (a batch beyond it is more than any limit needs to see). They
+	// weigh on the rate and refusal windows; a use's other effects (its network, the
+	// end of a dormancy) happen once.
+	Count uint64
+}
+
+// MaxCount bounds Event.Count.
+const MaxCount = maxCount
+
+func (ev *Event) weight() uint32 {
+	return uint32(max(1, min(ev.Count, MaxCount)))
 }
 
 // Anomaly is one signal that fired.

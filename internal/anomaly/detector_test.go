@@ -2,8 +2,10 @@ package anomaly
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -167,4 +169,41 @@ func TestForget(t *testing.T) {
 	_, ok := d.Snapshot("a")
 	require.False(t, ok)
 	require.Equal(t, Stats{}, d.Stats())
+}
+
+// TestCountedEventIsManyEvents: one event with Count n leaves the state n events at
+// the same moment leave, and fires what they fire.
+func TestCountedEventIsManyEvents(t *testing.T) {
+	at := monday.Add(3 * time.Hour)
+	for _, code := range []string{verifyapi.CodeValid, verifyapi.CodeRateLimited, verifyapi.CodeInsufficientScope, verifyapi.CodeNotFound} {
+		t.Run(code, func(t *testing.T) {
+			var one, batch state
+			cfg := Config{}.WithDefaults()
+			ev := Event{Key: "k", Code: code, Client: ip("192.0.2.7"), Time: at}
+			var fired []Kind
+			for range 300 {
+				for _, a := range one.observe(ev, classify(code), cfg, cfg.offMask()) {
+					fired = append(fired, a.Kind)
+				}
+			}
+			ev.Count = 300
+			var firedBatch []Kind
+			for _, a := range batch.observe(ev, classify(code), cfg, cfg.offMask()) {
+				firedBatch = append(firedBatch, a.Kind)
+			}
+			require.Equal(t, one, batch)
+			require.Equal(t, slices.Compact(fired), firedBatch)
+		})
+	}
+}
+
+func TestHugeCountsSaturate(t *testing.T) {
+	var s state
+	cfg := Config{}.WithDefaults()
+	ev := Event{Key: "k", Code: verifyapi.CodeRateLimited, Time: monday, Count: 1 << 62}
+	for range 10 {
+		s.observe(ev, classify(ev.Code), cfg, cfg.offMask())
+	}
+	require.LessOrEqual(t, s.sum(cRate), uint32(math.MaxUint32-1), "no overflow")
+	require.Greater(t, s.sum(cRate), uint32(MaxCount))
 }

@@ -232,6 +232,7 @@ type run struct {
 }
 
 func (s *state) observe(ev Event, cl class, cfg Config, off uint8) []Anomaly {
+	w := ev.weight()
 	m := unixMinute(ev.Time)
 	if s.flags&stStarted == 0 {
 		s.start(m)
@@ -270,14 +271,14 @@ func (s *state) observe(ev Event, cl class, cfg Config, off uint8) []Anomaly {
 	current := floorDiv(m, 60) == s.hour
 	if current {
 		if cl.rate {
-			s.hourSum[cRate] = min(s.hourSum[cRate]+1, math.MaxUint32-1)
+			s.hourSum[cRate] = addSat(s.hourSum[cRate], w, math.MaxUint32-1)
 		}
 		if cl.storm != 0 {
-			s.hourSum[cl.storm] = min(s.hourSum[cl.storm]+1, math.MaxUint32-1)
+			s.hourSum[cl.storm] = addSat(s.hourSum[cl.storm], w, math.MaxUint32-1)
 		}
 	}
 	if cl.rate {
-		b[cRate]++
+		b[cRate] = addSat(b[cRate], w, maxBucket)
 		c := s.sum(cRate)
 		if current {
 			s.hourMax[cRate] = max(s.hourMax[cRate], c)
@@ -287,7 +288,7 @@ func (s *state) observe(ev Event, cl class, cfg Config, off uint8) []Anomaly {
 		}
 	}
 	if cl.storm != 0 {
-		b[cl.storm]++
+		b[cl.storm] = addSat(b[cl.storm], w, maxBucket)
 		c := s.sum(cl.storm)
 		if current {
 			s.hourMax[cl.storm] = max(s.hourMax[cl.storm], c)
@@ -314,7 +315,7 @@ func (s *state) observe(ev Event, cl class, cfg Config, off uint8) []Anomaly {
 				ctr = cGuessKnown
 			}
 		}
-		b[ctr]++
+		b[ctr] = addSat(b[ctr], w, maxBucket)
 		c := s.sum(ctr)
 		if current {
 			s.hourMax[ctr] = max(s.hourMax[ctr], c)
@@ -334,6 +335,17 @@ func (s *state) observe(ev Event, cl class, cfg Config, off uint8) []Anomaly {
 		}
 	}
 	return r.out
+}
+
+// maxBucket bounds a window bucket so that the window's sum cannot overflow.
+const maxBucket = (math.MaxUint32 - 1) / ringMinutes
+
+// addSat returns a+w, at most limit.
+func addSat(a, w, limit uint32) uint32 {
+	if w >= limit || a >= limit-w {
+		return limit
+	}
+	return a + w
 }
 
 // sum returns counter c over the sliding window.

@@ -90,16 +90,34 @@ func (l *Limiter) Allow(key string, rate float64, burst int, now time.Time) (boo
 // longest wait) and wait how long until every limit has a token again. With no limits
 // (or only limits with a Rate of 0 or less) it always admits.
 func (l *Limiter) AllowAll(key string, limits []Limit, now time.Time) (ok bool, refused int, wait time.Duration) {
+	return l.AllowAllScaled(key, limits, 1, now)
+}
+
+// AllowAllScaled is AllowAll with every limit scaled by scale, in (0, 1]: its rate
+// times scale and its burst times scale, at least 1 (a bucket of less never admits).
+// The engine scales the buckets of the requests it answers itself by the part of a
+// key's rate that no grant holder has (package grants). A scale of 0 or less refuses
+// every request with the wait of the unscaled buckets (never "unlimited", which a Rate
+// of 0 means); more than 1 is 1.
+func (l *Limiter) AllowAllScaled(key string, limits []Limit, scale float64, now time.Time) (ok bool, refused int, wait time.Duration) {
 	if !anyActive(limits) {
 		return true, -1, 0
 	}
+	if !(scale > 0) { // NaN too
+		for i := range limits {
+			if limits[i].Rate > 0 {
+				return false, i, time.Duration(math.Min(1/limits[i].Rate, maxWait.Seconds()) * float64(time.Second))
+			}
+		}
+	}
+	scale = math.Min(scale, 1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var e *entry
 	if el, found := l.entries[key]; found {
 		l.order.MoveToFront(el)
 		e = el.Value.(*entry)
-		l.reconcile(e, limits)
+		l.reconcile(e, limits, scale)
 		if elapsed := now.Sub(e.last).Seconds(); elapsed > 0 {
 			for i := range e.buckets {
 				b := &e.buckets[i]
@@ -110,7 +128,8 @@ func (l *Limiter) AllowAll(key string, limits []Limit, now time.Time) (ok bool, 
 	} else {
 		e = &entry{key: key, last: now, buckets: make([]bucket, len(limits))}
 		for i, lim := range limits {
-			e.buckets[i] = bucket{name: lim.Name, tokens: lim.Burst, rate: lim.Rate, burst: lim.Burst}
+			rate, burst := scaled(lim, scale)
+			e.buckets[i] = bucket{name: lim.Name, tokens: burst, rate: rate, burst: burst}
 		}
 		l.entries[key] = l.order.PushFront(e)
 		l.size += len(e.buckets)
@@ -141,6 +160,15 @@ func (l *Limiter) AllowAll(key string, limits []Limit, now time.Time) (ok bool, 
 	return true, -1, 0
 }
 
+// scaled is lim's rate and burst under scale (see AllowAllScaled); exactly lim's when
+// scale is 1.
+func scaled(lim Limit, scale float64) (rate, burst float64) {
+	if scale == 1 {
+		return lim.Rate, lim.Burst
+	}
+	return lim.Rate * scale, math.Max(1, lim.Burst*scale)
+}
+
 func anyActive(limits []Limit) bool {
 	for i := range limits {
 		if limits[i].Rate > 0 {
@@ -154,7 +182,7 @@ func anyActive(limits []Limit) bool {
 // share one entry (an identity's keys from roles with different limits) or a role's
 // limit changed under a shared entry: a bucket keeps its tokens (clamped to its new
 // size) when a limit of the same name remains, and a new limit starts full.
-func (l *Limiter) reconcile(e *entry, limits []Limit) {
+func (l *Limiter) reconcile(e *entry, limits []Limit, scale float64) {
 	if len(e.buckets) == len(limits) {
 		same := true
 		for i := range limits {
@@ -166,8 +194,8 @@ func (l *Limiter) reconcile(e *entry, limits []Limit) {
 		if same {
 			for i := range limits {
 				b := &e.buckets[i]
-				if b.rate != limits[i].Rate || b.burst != limits[i].Burst {
-					b.rate, b.burst = limits[i].Rate, limits[i].Burst
+				if rate, burst := scaled(limits[i], scale); b.rate != rate || b.burst != burst {
+					b.rate, b.burst = rate, burst
 					b.tokens = math.Min(b.tokens, b.burst)
 				}
 			}
@@ -176,10 +204,11 @@ func (l *Limiter) reconcile(e *entry, limits []Limit) {
 	}
 	next := make([]bucket, len(limits))
 	for i, lim := range limits {
-		next[i] = bucket{name: lim.Name, tokens: lim.Burst, rate: lim.Rate, burst: lim.Burst}
+		rate, burst := scaled(lim, scale)
+		next[i] = bucket{name: lim.Name, tokens: burst, rate: rate, burst: burst}
 		for _, old := range e.buckets {
 			if old.name == lim.Name {
-				next[i].tokens = math.Min(old.tokens, lim.Burst)
+				next[i].tokens = math.Min(old.tokens, burst)
 				break
 			}
 		}

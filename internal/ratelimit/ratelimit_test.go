@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -232,5 +233,58 @@ func BenchmarkAllowAllTwoLimits(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		l.AllowAll("key", limits, now)
+	}
+}
+
+func TestAllowAllScaled(t *testing.T) {
+	now := time.Unix(1000, 0)
+	limits := []Limit{{Name: "default", Rate: 10, Burst: 20}}
+	l := New(100)
+	admitted := 0
+	for range 100 {
+		if ok, _, _ := l.AllowAllScaled("k", limits, 0.25, now); ok {
+			admitted++
+		}
+	}
+	require.Equal(t, 5, admitted, "a quarter of the burst")
+	now = now.Add(2 * time.Second)
+	admitted = 0
+	for range 100 {
+		if ok, _, _ := l.AllowAllScaled("k", limits, 0.25, now); ok {
+			admitted++
+		}
+	}
+	require.Equal(t, 5, admitted, "refilled at a quarter of the rate: 2s × 2.5/s, up to the burst of 5")
+
+	// The scale moves: the bucket follows, its tokens clamped to the new burst of 2.
+	now = now.Add(time.Hour)
+	admitted = 0
+	for range 10 {
+		if ok, _, _ := l.AllowAllScaled("k", limits, 0.1, now); ok {
+			admitted++
+		}
+	}
+	require.Equal(t, 2, admitted)
+
+	// Scale 0 refuses (a rate of 0 would mean unlimited), with a wait; NaN too.
+	for _, s := range []float64{0, -1, math.NaN()} {
+		ok, refused, wait := l.AllowAllScaled("fresh", limits, s, now)
+		require.False(t, ok)
+		require.Equal(t, 0, refused)
+		require.Equal(t, 100*time.Millisecond, wait)
+	}
+	require.Equal(t, 1, l.Len(), "a refusal at scale 0 keeps no bucket")
+
+	// A burst scaled below 1 is 1: the bucket can admit.
+	ok, _, _ := l.AllowAllScaled("small", []Limit{{Name: "d", Rate: 1, Burst: 1}}, 0.01, now)
+	require.True(t, ok)
+	// Scale 1 is AllowAll exactly; more than 1 is 1.
+	a, b := New(10), New(10)
+	for i := range 50 {
+		at := now.Add(time.Duration(i) * 30 * time.Millisecond)
+		ok1, _, w1 := a.AllowAll("k", limits, at)
+		ok2, _, w2 := b.AllowAllScaled("k", limits, 3, at)
+		require.Equal(t, ok1, ok2)
+		require.Equal(t, w1, w2)
 	}
 }

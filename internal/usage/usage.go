@@ -12,6 +12,7 @@
 package usage
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -119,6 +120,91 @@ func (t *Tracker) Use(key string, cost int64, q Quota, stored State, now time.Ti
 		}
 		c.mu.Unlock()
 		return allowed, remaining
+	}
+}
+
+// TakeUpTo debits, atomically, the uses size asks for given what remains of key's
+// credits under q (stored seeds a new counter, as for Use): it takes
+// min(size(remaining), remaining) uses and returns how many it took and what remains
+// after. For quota grants: a holder gets uses sized on what is left, debited at once,
+// and no other use can slip between the reading and the debit. Without a quota nothing
+// is taken (uses are not limited) and remaining is -1.
+func (t *Tracker) TakeUpTo(key string, size func(remaining int64) int64, q Quota, stored State, now time.Time) (taken, remaining int64) {
+	if !q.Limited {
+		return 0, -1
+	}
+	for {
+		c := t.counter(key, stored)
+		c.mu.Lock()
+		if c.retired {
+			c.mu.Unlock()
+			continue
+		}
+		c.quota = true
+		q.apply(&c.state)
+		left := c.state.Remaining()
+		taken = max(0, min(size(left), left))
+		if taken > 0 {
+			c.state.Count += taken
+			c.state.LastUsed = now
+			c.version++
+			c.dirty = true
+		}
+		remaining = c.state.Remaining()
+		c.mu.Unlock()
+		return taken, remaining
+	}
+}
+
+// Refund gives back n uses taken from key's credits in refill period period (a grant's
+// uses its holder did not spend): the credit limit rises by n, so what remains grows
+// by n and the use count never goes back (counts only grow; a flush relies on it). It
+// refunds nothing, and returns false, when the credits refill and are in another period
+// by now (a refill replaced them) or key holds no quota counter (the key is gone, or the
+// process restarted since the uses were taken: then they stay spent). The caller
+// bounds n by what it took.
+func (t *Tracker) Refund(key string, n int64, q Quota, period int64) bool {
+	if n <= 0 || !q.Limited {
+		return false
+	}
+	t.mu.Lock()
+	c, ok := t.counters[key]
+	t.mu.Unlock()
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.retired || !c.quota {
+		return false
+	}
+	q.apply(&c.state)
+	if (q.Refill > 0 && c.state.Period != period) || c.state.Limit > math.MaxInt64-n {
+		return false
+	}
+	c.state.Limit += n
+	c.version++
+	c.dirty = true
+	return true
+}
+
+// Touch records a use of key at now without counting it (uses counted elsewhere, such
+// as a grant's, debited when it was granted): the last use moves, if now is later.
+func (t *Tracker) Touch(key string, stored State, now time.Time) {
+	for {
+		c := t.counter(key, stored)
+		c.mu.Lock()
+		if c.retired {
+			c.mu.Unlock()
+			continue
+		}
+		if now.After(c.state.LastUsed) {
+			c.state.LastUsed = now
+			c.version++
+			c.dirty = true
+		}
+		c.mu.Unlock()
+		return
 	}
 }
 

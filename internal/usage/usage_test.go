@@ -273,3 +273,101 @@ func TestCountsNeverGoBackAfterADrop(t *testing.T) {
 	require.True(t, ok)
 	require.EqualValues(t, 61, s.Count, "not 41")
 }
+
+func TestTakeUpTo(t *testing.T) {
+	now := time.Unix(100, 0)
+	tr := NewTracker()
+	half := func(left int64) int64 { return (left + 1) / 2 }
+	taken, remaining := tr.TakeUpTo("k", half, quota(10), State{Limit: 10}, now)
+	require.Equal(t, int64(5), taken)
+	require.Equal(t, int64(5), remaining)
+	taken, remaining = tr.TakeUpTo("k", func(int64) int64 { return 100 }, quota(10), State{}, now)
+	require.Equal(t, int64(5), taken, "never more than remains")
+	require.Zero(t, remaining)
+	taken, _ = tr.TakeUpTo("k", func(int64) int64 { return 1 }, quota(10), State{}, now)
+	require.Zero(t, taken)
+	taken, _ = tr.TakeUpTo("k", func(int64) int64 { return -4 }, quota(10), State{}, now)
+	require.Zero(t, taken, "a negative size takes nothing")
+	s, _ := tr.State("k")
+	require.Equal(t, State{Count: 10, Limit: 10, LastUsed: now}, s)
+
+	taken, remaining = tr.TakeUpTo("free", half, Quota{}, State{}, now)
+	require.Zero(t, taken)
+	require.Equal(t, int64(-1), remaining)
+	require.Equal(t, 1, tr.Len(), "no counter for a key without a quota")
+}
+
+func TestRefund(t *testing.T) {
+	now := time.Unix(100, 0)
+	tr := NewTracker()
+	require.False(t, tr.Refund("k", 3, quota(10), 0), "no counter: nothing to refund")
+	tr.TakeUpTo("k", func(int64) int64 { return 8 }, quota(10), State{Limit: 10}, now)
+	require.True(t, tr.Refund("k", 3, quota(10), 0))
+	s, _ := tr.State("k")
+	require.Equal(t, int64(8), s.Count, "the count never goes back")
+	require.Equal(t, int64(5), s.Remaining())
+	require.False(t, tr.Refund("k", 0, quota(10), 0))
+	require.False(t, tr.Refund("k", 1, Quota{}, 0))
+	require.False(t, tr.Refund("k", math.MaxInt64, quota(10), 0), "no overflow")
+
+	// Refill periods: uses of an earlier period are not refunded.
+	daily := func(p int64) Quota { return Quota{Limited: true, Refill: 10, Period: p} }
+	tr.TakeUpTo("r", func(int64) int64 { return 6 }, daily(1), State{Limit: 10, Period: 1}, now)
+	require.True(t, tr.Refund("r", 2, daily(1), 1))
+	require.Equal(t, int64(6), tr.Remaining("r", daily(1), State{}))
+	require.False(t, tr.Refund("r", 2, daily(2), 1), "the refill replaced them")
+	require.Equal(t, int64(10), tr.Remaining("r", daily(2), State{}))
+
+	tr.Forget("k")
+	require.False(t, tr.Refund("k", 1, quota(10), 0))
+	// A counter without a quota (a key without max_uses) refunds nothing.
+	tr.Use("plain", 1, Quota{}, State{}, now)
+	require.False(t, tr.Refund("plain", 1, quota(10), 0))
+}
+
+func TestTouch(t *testing.T) {
+	now := time.Unix(100, 0)
+	tr := NewTracker()
+	tr.Touch("k", State{Count: 4, LastUsed: time.Unix(50, 0)}, now)
+	s, ok := tr.State("k")
+	require.True(t, ok)
+	require.Equal(t, State{Count: 4, LastUsed: now}, s, "the count does not move")
+	dirty := tr.Dirty()
+	require.Len(t, dirty, 1)
+	tr.Flushed(dirty[0])
+	tr.Touch("k", State{}, time.Unix(10, 0))
+	require.Empty(t, tr.Dirty(), "an earlier time changes nothing")
+}
+
+// TestTakeUpToNeverOverAdmits: grants, refunds and plain uses race; what was admitted
+// (uses plus takes less refunds) never exceeds the limit, and reaches it.
+func TestTakeUpToNeverOverAdmits(t *testing.T) {
+	const limit = 1000
+	now := time.Unix(100, 0)
+	tr := NewTracker()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				if g%2 == 0 {
+					if ok, _ := tr.Use("k", 1, quota(limit), State{Limit: limit}, now); ok {
+						admitted.Add(1)
+					}
+					continue
+				}
+				taken, _ := tr.TakeUpTo("k", func(left int64) int64 { return min(7, left) }, quota(limit), State{Limit: limit}, now)
+				back := taken / 3
+				if i%4 == 0 && back > 0 && tr.Refund("k", back, quota(limit), 0) {
+					taken -= back
+				}
+				admitted.Add(taken)
+			}
+		}()
+	}
+	wg.Wait()
+	require.LessOrEqual(t, admitted.Load(), int64(limit))
+	require.Equal(t, int64(limit), admitted.Load()+tr.Remaining("k", quota(limit), State{}))
+}

@@ -110,10 +110,10 @@ func weekRecord(seed int) Record {
 				code = 6
 			}
 			now := at(h, v).Unix()
-			rec.count(code, now, &cfg)
-			rec.countTags(tags, code, now, &cfg)
+			rec.count(code, 1, now, &cfg)
+			rec.countTags(tags, code, 1, now, &cfg)
 			p, _ := NetworkOf(ips[v%2])
-			addNetwork(&rec.Networks, p, code != codeValid, now, cfg.MaxNetworks)
+			addNetwork(&rec.Networks, p, code != codeValid, 1, now, cfg.MaxNetworks)
 		}
 	}
 	return rec

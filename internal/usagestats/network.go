@@ -33,27 +33,27 @@ func NetworkOf(a netip.Addr) (netip.Prefix, bool) {
 
 // addNetwork counts one verification from p at now in nets, evicting the least recently
 // seen network when limit are held.
-func addNetwork(nets *[]Network, p netip.Prefix, refused bool, now int64, limit int) {
+func addNetwork(nets *[]Network, p netip.Prefix, refused bool, n uint64, now int64, limit int) {
 	s := *nets
 	var r uint64
 	if refused {
-		r = 1
+		r = n
 	}
 	for i := range s {
 		if s[i].Prefix == p {
-			s[i].Count++
+			s[i].Count += n
 			s[i].Refused += r
 			s[i].LastSeen = max(s[i].LastSeen, now)
 			s[i].FirstSeen = min(s[i].FirstSeen, now)
 			return
 		}
 	}
-	n := Network{Prefix: p, Count: 1, Refused: r, FirstSeen: now, LastSeen: now}
+	e := Network{Prefix: p, Count: n, Refused: r, FirstSeen: now, LastSeen: now}
 	if len(s) < limit {
-		*nets = append(s, n)
+		*nets = append(s, e)
 		return
 	}
-	s[oldestNetwork(s)] = n
+	s[oldestNetwork(s)] = e
 }
 
 func oldestNetwork(s []Network) int {

@@ -33,10 +33,10 @@ func TestNetworkOf(t *testing.T) {
 func TestNetworksBounded(t *testing.T) {
 	net := func(s string) netip.Prefix { p, _ := NetworkOf(netip.MustParseAddr(s)); return p }
 	var s []Network
-	addNetwork(&s, net("192.0.2.1"), false, 100, 2)
-	addNetwork(&s, net("198.51.100.1"), true, 200, 2)
-	addNetwork(&s, net("192.0.2.9"), false, 300, 2) // same /24: refreshes it
-	addNetwork(&s, net("203.0.113.1"), false, 400, 2)
+	addNetwork(&s, net("192.0.2.1"), false, 1, 100, 2)
+	addNetwork(&s, net("198.51.100.1"), true, 1, 200, 2)
+	addNetwork(&s, net("192.0.2.9"), false, 1, 300, 2) // same /24: refreshes it
+	addNetwork(&s, net("203.0.113.1"), false, 1, 400, 2)
 	require.Equal(t, []Network{
 		{Prefix: net("192.0.2.1"), Count: 2, FirstSeen: 100, LastSeen: 300},
 		{Prefix: net("203.0.113.1"), Count: 1, FirstSeen: 400, LastSeen: 400},

@@ -83,28 +83,28 @@ func bucket(s *[]Bucket, start, floor int64) *Bucket {
 	return &b[i]
 }
 
-// count adds one verification with code index code at now (Unix seconds). Retention
+// count adds n verifications with code index code at now (Unix seconds). Retention
 // is measured from the latest verification, so a late one older than it counts only in
 // Total.
-func (r *Record) count(code int, now int64, cfg *Config) {
-	r.Total[code]++
+func (r *Record) count(code int, n uint64, now int64, cfg *Config) {
+	r.Total[code] += n
 	r.LastUsed = max(r.LastUsed, now)
 	// The common case, the latest hour and day again, needs no floor computed.
-	if n := len(r.Hours); n > 0 && r.Hours[n-1].Start <= now && now-r.Hours[n-1].Start < 3600 {
-		r.Hours[n-1].Counts[code]++
+	if last := len(r.Hours); last > 0 && r.Hours[last-1].Start <= now && now-r.Hours[last-1].Start < 3600 {
+		r.Hours[last-1].Counts[code] += n
 	} else if b := bucket(&r.Hours, floor(now, 3600), cfg.hourFloor(r.LastUsed)); b != nil {
-		b.Counts[code]++
+		b.Counts[code] += n
 	}
-	if n := len(r.Days); n > 0 && r.Days[n-1].Start <= now && now-r.Days[n-1].Start < 86400 {
-		r.Days[n-1].Counts[code]++
+	if last := len(r.Days); last > 0 && r.Days[last-1].Start <= now && now-r.Days[last-1].Start < 86400 {
+		r.Days[last-1].Counts[code] += n
 	} else if b := bucket(&r.Days, floor(now, 86400), cfg.dayFloor(r.LastUsed)); b != nil {
-		b.Counts[code]++
+		b.Counts[code] += n
 	}
 }
 
-// countTags adds one verification with code index code under each tag at now; count
+// countTags adds n verifications with code index code under each tag at now; count
 // has run first.
-func (r *Record) countTags(tags []Tag, code int, now int64, cfg *Config) {
+func (r *Record) countTags(tags []Tag, code int, n uint64, now int64, cfg *Config) {
 	start := floor(now, 86400)
 	f := cfg.dayFloor(r.LastUsed)
 	if start < f {
@@ -112,7 +112,7 @@ func (r *Record) countTags(tags []Tag, code int, now int64, cfg *Config) {
 	}
 	d := tagDay(&r.Tags, start)
 	var c Counts
-	c[code] = 1
+	c[code] = n
 	for _, t := range tags {
 		d.add(t, &c, cfg)
 	}

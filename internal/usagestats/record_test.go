@@ -47,7 +47,7 @@ func TestBucketRollover(t *testing.T) {
 			cfg := Config{}.WithDefaults()
 			var r Record
 			for _, tm := range tc.times {
-				r.count(codeValid, tm.Unix(), &cfg)
+				r.count(codeValid, 1, tm.Unix(), &cfg)
 			}
 			require.Equal(t, tc.wantHours, starts(r.Hours))
 			require.Equal(t, tc.wantDays, starts(r.Days))
@@ -76,7 +76,7 @@ func TestRetention(t *testing.T) {
 	cfg := Config{Hours: 3, Days: 2}.WithDefaults()
 	var r Record
 	for h := 0; h < 24*5; h++ { // every hour for five days
-		r.count(codeValid, at(h, 10).Unix(), &cfg)
+		r.count(codeValid, 1, at(h, 10).Unix(), &cfg)
 		require.LessOrEqual(t, len(r.Hours), cfg.Hours+1)
 		require.LessOrEqual(t, len(r.Days), cfg.Days+1)
 	}
@@ -85,7 +85,7 @@ func TestRetention(t *testing.T) {
 	require.Equal(t, valid(24*5), r.Total, "the lifetime total keeps everything")
 
 	// A time older than retention still counts in the total but in no bucket.
-	r.count(codeValid, at(100, 0).Unix(), &cfg)
+	r.count(codeValid, 1, at(100, 0).Unix(), &cfg)
 	require.Equal(t, []time.Time{at(117, 0), at(118, 0), at(119, 0)}, starts(r.Hours))
 
 	// Prune drops what has aged out since.
@@ -99,17 +99,17 @@ func TestMerge(t *testing.T) {
 	c := cfg.WithDefaults()
 	client := netip.MustParseAddr("192.0.2.10")
 	var stored, delta Record
-	stored.count(codeValid, at(1, 0).Unix(), &c)
-	stored.count(0, at(2, 0).Unix(), &c)
-	stored.countTags([]Tag{{"route", "/a"}}, codeValid, at(1, 0).Unix(), &c)
+	stored.count(codeValid, 1, at(1, 0).Unix(), &c)
+	stored.count(0, 1, at(2, 0).Unix(), &c)
+	stored.countTags([]Tag{{"route", "/a"}}, codeValid, 1, at(1, 0).Unix(), &c)
 	p, _ := NetworkOf(client)
-	addNetwork(&stored.Networks, p, false, at(1, 0).Unix(), c.MaxNetworks)
+	addNetwork(&stored.Networks, p, false, 1, at(1, 0).Unix(), c.MaxNetworks)
 
-	delta.count(codeValid, at(2, 0).Unix(), &c)
-	delta.count(codeValid, at(26, 0).Unix(), &c)
-	delta.countTags([]Tag{{"route", "/a"}, {"region", "eu"}}, codeValid, at(26, 0).Unix(), &c)
-	delta.countTags([]Tag{{"route", "/a"}}, codeValid, at(2, 0).Unix(), &c)
-	addNetwork(&delta.Networks, p, true, at(26, 0).Unix(), c.MaxNetworks)
+	delta.count(codeValid, 1, at(2, 0).Unix(), &c)
+	delta.count(codeValid, 1, at(26, 0).Unix(), &c)
+	delta.countTags([]Tag{{"route", "/a"}, {"region", "eu"}}, codeValid, 1, at(26, 0).Unix(), &c)
+	delta.countTags([]Tag{{"route", "/a"}}, codeValid, 1, at(2, 0).Unix(), &c)
+	addNetwork(&delta.Networks, p, true, 1, at(26, 0).Unix(), c.MaxNetworks)
 
 	Merge(&stored, &delta, cfg, at(26, 5))
 	require.Equal(t, at(26, 0).Unix(), stored.LastUsed)
@@ -143,7 +143,7 @@ func TestRecordCodes(t *testing.T) {
 	for i, code := range verifyapi.Codes() {
 		idx, _ := CodeIndex(code)
 		for range i + 1 {
-			r.count(idx, at(0, 0).Unix(), &c)
+			r.count(idx, 1, at(0, 0).Unix(), &c)
 		}
 	}
 	require.Equal(t, Counts{1, 2, 3, 4, 5, 6, 7, 8, 9}, r.Hours[0].Counts)

@@ -80,6 +80,12 @@ func (r *Recorder) Config() Config { return r.cfg }
 // client's network for key (client may be the zero Addr). now is the verify's time.
 // It refuses an unknown code or invalid tags and then counts nothing.
 func (r *Recorder) Record(key, role, code string, tags []Tag, client netip.Addr, now time.Time) error {
+	return r.RecordN(key, role, code, tags, client, now, 1)
+}
+
+// RecordN is Record for n verifications alike (n of 0 counts nothing): the answers a
+// caller served itself and reported in one batch.
+func (r *Recorder) RecordN(key, role, code string, tags []Tag, client netip.Addr, now time.Time, n uint64) error {
 	idx, ok := CodeIndex(code)
 	if !ok {
 		return fmt.Errorf("unknown verify code %.40q", code)
@@ -89,17 +95,20 @@ func (r *Recorder) Record(key, role, code string, tags []Tag, client netip.Addr,
 			return err
 		}
 	}
+	if n == 0 {
+		return nil
+	}
 	sec := now.Unix()
 	m := &r.mount
 	m.mu.Lock()
-	m.rec.count(idx, sec, &r.cfg)
+	m.rec.count(idx, n, sec, &r.cfg)
 	m.used = true
 	m.mu.Unlock()
 	if role != "" {
 		r.update(r.roles, role, func(_ *entry, rec *Record) {
-			rec.count(idx, sec, &r.cfg)
+			rec.count(idx, n, sec, &r.cfg)
 			if len(tags) > 0 {
-				rec.countTags(tags, idx, sec, &r.cfg)
+				rec.countTags(tags, idx, n, sec, &r.cfg)
 			}
 		})
 	}
@@ -108,12 +117,12 @@ func (r *Recorder) Record(key, role, code string, tags []Tag, client netip.Addr,
 			if role != "" {
 				e.role = role
 			}
-			rec.count(idx, sec, &r.cfg)
+			rec.count(idx, n, sec, &r.cfg)
 			if len(tags) > 0 {
-				rec.countTags(tags, idx, sec, &r.cfg)
+				rec.countTags(tags, idx, n, sec, &r.cfg)
 			}
 			if p, ok := NetworkOf(client); ok {
-				addNetwork(&rec.Networks, p, idx != codeValid, sec, r.cfg.MaxNetworks)
+				addNetwork(&rec.Networks, p, idx != codeValid, n, sec, r.cfg.MaxNetworks)
 			}
 		})
 	}

@@ -213,3 +213,29 @@ func TestConcurrentRecord(t *testing.T) {
 	}
 	require.Equal(t, uint64(workers*each), keys, "no verify lost or counted twice")
 }
+
+// TestRecordNIsNRecords: a batch of n counts exactly what n single records count.
+func TestRecordNIsNRecords(t *testing.T) {
+	ip := netip.MustParseAddr("192.0.2.1")
+	tags := []Tag{{"route", "/orders"}}
+	one, batch := newRecorder(t, Config{}), newRecorder(t, Config{})
+	for _, code := range []string{verifyapi.CodeValid, verifyapi.CodeRateLimited} {
+		for range 5 {
+			require.NoError(t, one.Record("k", "web", code, tags, ip, at(1, 0)))
+		}
+		require.NoError(t, batch.RecordN("k", "web", code, tags, ip, at(1, 0), 5))
+	}
+	require.NoError(t, batch.RecordN("k", "web", verifyapi.CodeValid, tags, ip, at(1, 0), 0), "0 counts nothing")
+	for _, s := range []struct {
+		scope Scope
+		name  string
+	}{{ScopeMount, ""}, {ScopeRole, "web"}, {ScopeKey, "k"}} {
+		a, _ := one.Peek(s.scope, s.name)
+		b, _ := batch.Peek(s.scope, s.name)
+		require.Equal(t, a, b, "%s", s.scope)
+	}
+	k, _ := batch.Peek(ScopeKey, "k")
+	require.Equal(t, uint64(10), k.Networks[0].Count)
+	require.Equal(t, uint64(5), k.Networks[0].Refused)
+	require.Error(t, batch.RecordN("k", "web", "BOGUS", nil, ip, at(1, 0), 3))
+}

@@ -93,6 +93,9 @@ const (
 	EventExpiryChanged  = "expiry_changed" // expires_at moved (renewal, rotation grace)
 	EventLimitsChanged  = "limits_changed" // credits set or added: grants were cancelled
 	EventGrantCancelled = "grant_cancelled"
+	// EventUpdated: the key's name or metadata changed (verify answers show them), or its
+	// record was written on another node (which change is not known there).
+	EventUpdated = "updated"
 )
 
 // ValidHolder reports whether h is a valid grant_holder.
