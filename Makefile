@@ -44,12 +44,13 @@ integration-test: build
 		TESTCLOCK_PLUGIN_BIN="$(TESTCLOCK_PLUGIN_BIN)" DASHBOARD_BIN="$(DASHBOARD_BIN)" \
 		$(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...
 
-# The Go microbenchmarks, then the load harness (bench/load): a Vault dev server with the
+# The Go microbenchmarks, the anomaly detector's and the fleet benchmark (bench-fleet),
+# then the load harness (bench/load): a Vault dev server with the
 # plugin and a no-op baseline plugin, loaded over loopback HTTP; prints one table of
 # req/s, p50, p99 and the ratios with their targets (misses are reported, never a
 # failure). About 3-4 minutes on 2 cores. BENCH_FLAGS passes flags to the harness, e.g.
 # BENCH_FLAGS="-d 10s -md bench.md" (go run ./bench/load -h lists them).
-bench: bench-go bench-anomaly build
+bench: bench-go bench-anomaly build bench-fleet
 	@start=$$(date +%s); \
 	vault_bin="$$(scripts/vault-bin.sh)" && \
 	$(GO) build -o $(BIN_DIR)/noopplugin ./bench/noopplugin && \
@@ -57,6 +58,22 @@ bench: bench-go bench-anomaly build
 	$(BIN_DIR)/apikey-load -vault "$$vault_bin" -plugin $(PLUGIN_BIN) -gateway $(GATEWAY_BIN) \
 		-noop-plugin $(BIN_DIR)/noopplugin $(BENCH_FLAGS); \
 	rc=$$?; echo "bench: total $$(( $$(date +%s) - start ))s"; exit $$rc
+
+# Gateways with -fleet (quota grants, the change feed, usage reports) against a real
+# Vault dev server with the plugin (bench/fleet/README.md): metered and unmetered keys
+# ÷ auth off, Vault calls per 10k requests, revocation to refusal at every replica, a
+# max_uses key and a rate-limited key across 4 gateway processes, a burst on a
+# rate-limited key whose limit does not bind. Misses are reported,
+# never a failure. About 2 minutes on 2 cores. BENCH_FLEET_FLAGS passes flags, e.g.
+# BENCH_FLEET_FLAGS="-md fleet.md" (go run ./bench/fleet -h lists them).
+.PHONY: bench-fleet
+bench-fleet: build
+	@start=$$(date +%s); \
+	vault_bin="$$(scripts/vault-bin.sh)" && \
+	$(GO) build -o $(BIN_DIR)/apikey-bench-fleet ./bench/fleet && \
+	$(BIN_DIR)/apikey-bench-fleet -vault "$$vault_bin" -plugin $(PLUGIN_BIN) -gateway $(GATEWAY_BIN) \
+		-policies policies $(BENCH_FLEET_FLAGS); \
+	rc=$$?; echo "bench-fleet: total $$(( $$(date +%s) - start ))s"; exit $$rc
 
 # The anomaly detector on a simulated fleet (bench/anomaly/README.md): precision, recall
 # and time to detect per kind; misses are reported, never a failure. About 20 s.

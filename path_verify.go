@@ -210,6 +210,15 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 			if resp.Grant = g; g != nil && remaining >= 0 {
 				c.remaining = remaining
 			}
+			if g == nil && account.MaxUses > 0 && cost > 0 && grantable(account) {
+				// No grant (the credits are spent, or no share is free): this answer's
+				// own use is stored now, like a grant's, so that a plugin killed right
+				// at the end of a quota does not admit it again. Best effort: the use
+				// is counted in memory either way.
+				if err := b.persistCredits(ctx, req.Storage, account); err != nil {
+					b.Logger().Warn("a verified use could not be stored at once; the periodic flush retries", "key_id", k.KeyID, "error", err)
+				}
+			}
 		case verifyapi.CodeRateLimited:
 			if err := b.registerHolder(ctx, req.Storage, ask, k, account, now); err != nil {
 				return nil, err

@@ -425,9 +425,13 @@ func (t *Table) live(id, holder string, now time.Time) *entry {
 	return e
 }
 
-// share is e's share now: its water-filling share of the account's live demands, but
-// no more than the others leave free. Callers hold t.mu; the account's expired entries
-// are pruned.
+// share is e's share now: its water-filling share of the account's live demands, plus
+// an equal part of what the demands leave unclaimed, but no more than the others leave
+// free. The unclaimed rate is split n+1 ways among n holders: a share of exactly the
+// demand a holder saw at its last renewal would refuse a burst locally although nobody
+// else wants the rate, and giving away all of it would leave a newcomer (another
+// process) nothing until the others renew. The part kept back also serves verify's
+// own answers. Callers hold t.mu; the account's expired entries are pruned.
 func (t *Table) share(e *entry) float64 {
 	set := t.accounts[e.account]
 	demands := make([]float64, 0, len(set))
@@ -440,7 +444,12 @@ func (t *Table) share(e *entry) float64 {
 		}
 		demands = append(demands, o.demand)
 	}
-	fair := Waterfill(demands, 1)[self]
+	fills := Waterfill(demands, 1)
+	claimed := 0.0
+	for _, f := range fills {
+		claimed += f
+	}
+	fair := fills[self] + max(0, 1-claimed)/float64(len(fills)+1)
 	free := 1 - others - shareSlack
 	return max(0, min(fair, free))
 }

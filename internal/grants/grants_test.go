@@ -203,6 +203,39 @@ func TestSharesConverge(t *testing.T) {
 	require.InDelta(t, 1, tk.Share, 1e-6)
 }
 
+// TestUnclaimedRateIsShared: what n holders' demands leave unclaimed is divided n+1
+// ways, so a holder whose traffic jumps is not refused locally while nobody else wants
+// the rate, and a newcomer still finds a part free.
+func TestUnclaimedRateIsShared(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		demands []float64 // one holder each, renewing in turn until the shares settle
+		want    []float64
+	}{
+		{"a lone holder that saw little traffic gets half of what it did not claim", []float64{0.001}, []float64{0.001 + 0.999/2}},
+		{"two quiet holders split two thirds of it", []float64{0.01, 0.01}, []float64{0.01 + 0.98/3, 0.01 + 0.98/3}},
+		{"the unclaimed part is split evenly on top of the demands", []float64{0.5, 0.1}, []float64{0.5 + 0.4/3, 0.1 + 0.4/3}},
+		{"demands that claim everything are water-filled", []float64{1, 1, 0.1}, []float64{0.45, 0.45, 0.1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := New(Config{})
+			shares := make([]float64, len(tc.demands))
+			now := t0
+			for range 4 {
+				for i, d := range tc.demands {
+					tk, ok := tb.Reserve(req(fmt.Sprint("h", i), "k", d), now)
+					require.True(t, ok)
+					shares[i] = tk.Share
+					sum, _ := tb.Shares("k", now)
+					require.LessOrEqual(t, sum, 1.0)
+				}
+				now = now.Add(time.Second)
+			}
+			require.InDeltaSlice(t, tc.want, shares, 1e-5)
+		})
+	}
+}
+
 func TestRegisterMakesRoom(t *testing.T) {
 	tb := New(Config{})
 	a, _ := tb.Reserve(req("a", "k", 0), t0)

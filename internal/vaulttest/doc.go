@@ -16,7 +16,9 @@
 //     StartWithConfig for a cluster node with a config of the caller's), with Init,
 //     Unseal, Stop, StartAgain, Kill, port holding across restarts, the real `vault` CLI
 //     (CLI), and RegisterPlugin / EnablePlugin / WaitPluginReady.
-//   - Gateway: the apikey-gateway binary on free ports, started once /healthz answers.
+//   - Gateway: the apikey-gateway binary on free ports, started once /healthz answers;
+//     StartGateways for several replicas of one deployment (fleet mode), and
+//     Gateway.Metrics / ParseMetrics for a scrape of its metrics listener.
 //   - Process: any child in a process group of its own, so that stopping it also stops
 //     what it started (Vault's plugin processes).
 //   - FreePort, FreePortPair, Environ (the environment without VAULT_* and

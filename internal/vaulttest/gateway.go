@@ -137,3 +137,28 @@ func (g *Gateway) waitHealthy(ctx context.Context, timeout time.Duration) error 
 	}
 	return fmt.Errorf("not healthy on %s/healthz after %s: %v", g.Addr, timeout, last)
 }
+
+// StartGateways starts n gateways with opts, as replicas of one deployment (the
+// middleware's fleet mode): each on ports of its own, named <Name>-0 .. <Name>-<n-1>
+// (logs Dir/<Name>-<i>.log). On an error, the ones already started stay registered
+// with the Cleaner, which stops them.
+func StartGateways(ctx context.Context, n int, opts GatewayOptions) ([]*Gateway, error) {
+	if n < 1 {
+		return nil, errors.New("vaulttest: StartGateways needs n >= 1")
+	}
+	if opts.Name == "" {
+		opts.Name = "gateway"
+	}
+	base := opts.Name
+	gws := make([]*Gateway, 0, n)
+	for i := range n {
+		o := opts
+		o.Name = base + "-" + strconv.Itoa(i)
+		g, err := StartGateway(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		gws = append(gws, g)
+	}
+	return gws, nil
+}

@@ -54,6 +54,7 @@ func fakeGateway() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(fakeMetrics)) })
 	if *metrics != "" {
 		ml, err := net.Listen("tcp", *metrics)
 		if err != nil {
@@ -67,6 +68,14 @@ func fakeGateway() {
 	}
 	_ = http.Serve(l, mux)
 }
+
+// fakeMetrics is what the fake gateway serves at /metrics.
+const fakeMetrics = `# HELP fake_calls_total Calls.
+# TYPE fake_calls_total counter
+fake_calls_total{call="verify"} 3
+fake_calls_total{call="feed"} 2
+fake_up 1
+`
 
 // fakeCLI prints its arguments and environment and exits with FAKE_CLI_EXIT's status.
 func fakeCLI() {
