@@ -47,8 +47,8 @@ func TestFleetConfig(t *testing.T) {
 		cfg     Config
 		wantErr string
 	}{
-		{name: "no cache", cfg: Config{CacheSize: -1}, wantErr: "Fleet needs the cache"},
-		{name: "no positive cache", cfg: Config{CacheTTL: -1}, wantErr: "Fleet needs the cache"},
+		{name: "no cache", cfg: Config{CacheSize: -1}, wantErr: "fleet mode needs the cache"},
+		{name: "no positive cache", cfg: Config{CacheTTL: -1}, wantErr: "fleet mode needs the cache"},
 		{name: "negative fleet ttl", cfg: Config{FleetCacheTTL: -1}, wantErr: "must not be negative"},
 		{name: "negative feed timeout", cfg: Config{FeedTimeout: -1}, wantErr: "must not be negative"},
 		{name: "defaults", cfg: Config{}},

@@ -288,7 +288,7 @@ func newMiddleware(cfg Config, hk hooks) (*Middleware, error) {
 	}
 	if cfg.Fleet {
 		if m.cache == nil || m.positiveTTL < 0 {
-			return nil, errors.New("Fleet needs the cache of VALID results (CacheSize and CacheTTL must not be negative)")
+			return nil, errors.New("fleet mode needs the cache of VALID results (CacheSize and CacheTTL must not be negative)")
 		}
 		if m.fleet, err = newFleet(m, client, mount, cfg, hk); err != nil {
 			return nil, err
