@@ -426,19 +426,29 @@ func TestDirectBucketsAreScaled(t *testing.T) {
 	e.setGrantTTL("5m")
 	e.writeRole("rated", map[string]interface{}{"rate_limit": 1, "rate_limit_burst": 40})
 	k := e.issue("rated", nil)
+	ids := map[string]string{}
 	for _, h := range []string{"a", "b"} {
 		res := e.verifyGrant(k.key, h, map[string]interface{}{verifyapi.FieldGrantRate: 0.25})
 		require.Equal(t, verifyapi.CodeValid, res.Code)
-		require.InDelta(t, 0.25, res.Grant.Limits[0].Rate, 1e-9)
-		require.InDelta(t, 10, res.Grant.Limits[0].Burst, 1e-9)
+		ids[h] = res.Grant.ID
 	}
+	// One renewal each settles the shares: a quarter each as asked, plus a third each
+	// of the half their demands leave unclaimed (the last third stays with verify).
+	for _, h := range []string{"a", "b"} {
+		got := e.renewGrant(verifyapi.RenewRequest{GrantID: ids[h], Want: verifyapi.GrantRequest{Holder: h, Rate: 0.25}})
+		require.True(t, got.Renewed)
+		require.InDelta(t, 0.25+0.5/3, got.Grant.Limits[0].Rate, 1e-6)
+		require.InDelta(t, 40*(0.25+0.5/3), got.Grant.Limits[0].Burst, 1e-4)
+	}
+	held, _ := e.b.grants.Shares(k.keyID, time.Now())
+	require.InDelta(t, 2*(0.25+0.5/3), held, 1e-6)
 	admitted := 0
 	for range 40 {
 		if e.verifyCode(k.key) == verifyapi.CodeValid {
 			admitted++
 		}
 	}
-	require.InDelta(t, 20, admitted, 1, "half of the burst of 40 (29 tokens left, clamped to 20)")
+	require.InDelta(t, 40*(1-held), float64(admitted), 1, "a sixth of the burst of 40")
 }
 
 func TestNoGrantForLongWindows(t *testing.T) {
