@@ -103,6 +103,17 @@ func TestSharedCreditsConcurrent(t *testing.T) {
 	require.Equal(t, int64(0), got["remaining_uses"])
 	require.Equal(t, int64(1000), got["shared_use_count"])
 	require.Equal(t, true, got["shared_limits"])
+	// Storage holds them too: once flushed and the idle counters dropped (and their
+	// dropped state forgotten), the counts are read from the keys' records.
+	for range 3 {
+		require.NoError(t, e.b.flushUsage(e.ctx, e.storage))
+	}
+	for _, k := range keys {
+		_, _, inMemory := e.b.usage.Peek(k.keyID)
+		require.False(t, inMemory, "idle counters are dropped")
+	}
+	got = e.mustOK(logical.ReadOperation, "identities/acme", nil).Data
+	require.Equal(t, int64(1000), got["use_count"], "the keys' stored counts add up")
 	for _, k := range keys {
 		require.Equal(t, int64(0), e.verify(map[string]interface{}{"api_key": k.key, "cost": 0})["remaining_uses"])
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/keyformat"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
 )
 
 func pathKeys(b *backend) []*framework.Path {
@@ -217,10 +218,10 @@ func (b *backend) keyListInfo(k *keyEntry, now time.Time) map[string]interface{}
 // keyUse returns k's use count and last use, counting uses kept in memory since the
 // last flush.
 func (b *backend) keyUse(k *keyEntry) (count int64, lastUsed time.Time) {
-	if c, last, ok := b.usage.Peek(k.KeyID); ok {
-		return c, last
-	}
-	return k.UseCount, k.LastUsedAt
+	// Effective, not Peek: a counter started from a stale record shows what the record
+	// holds plus its own uses, never less than is stored.
+	s := b.usage.Effective(k.KeyID, usage.Quota{}, usage.State{Count: k.UseCount, LastUsed: k.LastUsedAt})
+	return s.Count, s.LastUsed
 }
 
 // formatLastUsed is RFC 3339, or empty for a key never used.

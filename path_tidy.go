@@ -169,15 +169,15 @@ func (b *backend) flushUsage(ctx context.Context, s logical.Storage) error {
 
 // flushOne writes keyID's state from memory to its record. Under the key's lock it
 // takes the newest state, so it never writes one older than what a credits change
-// wrote under the same lock.
+// wrote under the same lock. The state is reconciled with the record read under that
+// lock: a counter made after an idle one was dropped may be seeded from a record a
+// verify loaded before the dropped counter's flush, and the uses it missed are in this
+// record (usage.Counter's anchored); writing only the counter's count would lose them,
+// since counts are only written upwards.
 func (b *backend) flushOne(ctx context.Context, s logical.Storage, keyID string) error {
 	lock := b.keyLock(keyID)
 	lock.Lock()
 	defer lock.Unlock()
-	p, ok := b.usage.Snapshot(keyID)
-	if !ok {
-		return nil
-	}
 	k, err := b.storageKeyEntry(ctx, s, keyID)
 	if err != nil {
 		return err
@@ -187,6 +187,10 @@ func (b *backend) flushOne(ctx context.Context, s logical.Storage, keyID string)
 		return nil
 	}
 	stored := k.storedState()
+	p, ok := b.usage.Reconcile(keyID, stored)
+	if !ok {
+		return nil
+	}
 	sameCredits := !p.Quota || (p.Limit == stored.Limit && p.Period == stored.Period)
 	if p.Count < k.UseCount || (p.Count == k.UseCount && sameCredits) {
 		// Already stored, or a newer count is (counts only grow).

@@ -23,9 +23,12 @@ type Tracker struct {
 	counters map[string]*Counter
 	// dropped holds the last state of the counters the previous Dirty dropped: a verify
 	// that loaded its key record before that state was stored seeds a new counter from
-	// a stale count, and taking the larger of the two keeps counts from going back.
-	// Kept for one flush interval (until the next Dirty), so it is bounded by the keys
-	// that went idle in one interval.
+	// a stale count, and taking the larger of the two keeps what the counter shows from
+	// going back. Kept for one flush interval (until the next Dirty), so it is bounded
+	// by the keys that went idle in one interval. A verify can hold its record longer
+	// than that (concurrent flushes, a slow storage read): then the new counter is
+	// seeded low, and catchUp and Reconcile (see Counter.anchored) add what it missed,
+	// so no count is lost either way.
 	dropped map[string]State
 }
 
@@ -76,6 +79,61 @@ type Counter struct {
 	quota bool
 	// retired is set when the tracker dropped this counter; a holder must fetch a new one.
 	retired bool
+	// anchored says that state.Count includes everything storage held for the key when
+	// the counter was made. A counter made by a quota operation is anchored from the
+	// start: quota seeds are read where they are current, and quota counters are never
+	// dropped. One made by a plain use or a touch (a key without max_uses, or one whose
+	// credits are its identity's) is seeded from the key record its caller loaded,
+	// possibly before an earlier counter of the key was flushed and dropped: then storage
+	// holds uses the seed lacks, and a flush that trusted the counter would lose them
+	// (it writes counts only upwards). Until it is anchored, such a counter counts its
+	// own uses on top of base, and a larger stored count seen meanwhile adds to them
+	// (catchUp): those uses can only be an earlier counter's, because storage never holds
+	// an unanchored counter's own uses (every writer anchors first: Reconcile, Adjust,
+	// and Flushed once a state is stored).
+	anchored bool
+	// base is the stored count an unanchored counter's own uses add to.
+	base int64
+}
+
+// catchUp adds to an unanchored counter the uses a stored count holds beyond its base:
+// an earlier counter's, stored before this one was made (see anchored). The caller
+// holds c.mu.
+func (c *Counter) catchUp(stored State) {
+	if c.anchored || stored.Count <= c.base {
+		return
+	}
+	c.state.Count += stored.Count - c.base
+	c.base = stored.Count
+	if stored.LastUsed.After(c.state.LastUsed) {
+		c.state.LastUsed = stored.LastUsed
+	}
+	c.version++
+}
+
+// anchor catches up with stored, which must be the key's current stored state (read
+// under the key's storage lock), and from then on trusts the counter's own count: it is
+// about to be stored, after which a stored count above base may be its own. The caller
+// holds c.mu.
+func (c *Counter) anchor(stored State) {
+	c.catchUp(stored)
+	c.anchored = true
+}
+
+// view is c's state with stored caught up, changing nothing. The caller holds c.mu.
+func (c *Counter) view(stored State) State {
+	s := c.state
+	if !c.anchored && stored.Count > c.base {
+		s.Count += stored.Count - c.base
+		if stored.LastUsed.After(s.LastUsed) {
+			s.LastUsed = stored.LastUsed
+		}
+	}
+	return s
+}
+
+func (c *Counter) pending(key string) Pending {
+	return Pending{Key: key, State: c.state, Quota: c.quota, version: c.version, counter: c}
 }
 
 // NewTracker returns an empty tracker.
@@ -92,12 +150,13 @@ func (t *Tracker) Use(key string, cost int64, q Quota, stored State, now time.Ti
 		return true, -1 // nothing to check, nothing to count
 	}
 	for {
-		c := t.counter(key, stored)
+		c := t.counter(key, stored, q.Limited)
 		c.mu.Lock()
 		if c.retired {
 			c.mu.Unlock()
 			continue
 		}
+		c.catchUp(stored)
 		allowed := true
 		if q.Limited {
 			c.quota = true
@@ -134,12 +193,13 @@ func (t *Tracker) TakeUpTo(key string, size func(remaining int64) int64, q Quota
 		return 0, -1
 	}
 	for {
-		c := t.counter(key, stored)
+		c := t.counter(key, stored, true)
 		c.mu.Lock()
 		if c.retired {
 			c.mu.Unlock()
 			continue
 		}
+		c.catchUp(stored)
 		c.quota = true
 		q.apply(&c.state)
 		left := c.state.Remaining()
@@ -192,12 +252,13 @@ func (t *Tracker) Refund(key string, n int64, q Quota, period int64) bool {
 // as a grant's, debited when it was granted): the last use moves, if now is later.
 func (t *Tracker) Touch(key string, stored State, now time.Time) {
 	for {
-		c := t.counter(key, stored)
+		c := t.counter(key, stored, false)
 		c.mu.Lock()
 		if c.retired {
 			c.mu.Unlock()
 			continue
 		}
+		c.catchUp(stored)
 		if now.After(c.state.LastUsed) {
 			c.state.LastUsed = now
 			c.version++
@@ -214,20 +275,21 @@ func (t *Tracker) Remaining(key string, q Quota, stored State) int64 {
 	if !q.Limited {
 		return -1
 	}
-	s, ok := t.State(key)
-	if !ok {
-		s = stored
-	}
-	q.apply(&s)
+	s := t.Effective(key, q, stored)
 	return s.Remaining()
 }
 
-// Effective is key's state under q: its counter's if it has one, else stored, moved
-// into q's period. It changes nothing.
+// Effective is key's state under q: its counter's if it has one (caught up with stored,
+// see Counter.anchored), else stored, moved into q's period. It changes nothing.
 func (t *Tracker) Effective(key string, q Quota, stored State) State {
-	s, ok := t.State(key)
-	if !ok {
-		s = stored
+	t.mu.Lock()
+	c, ok := t.counters[key]
+	t.mu.Unlock()
+	s := stored
+	if ok {
+		c.mu.Lock()
+		s = c.view(stored)
+		c.mu.Unlock()
 	}
 	q.apply(&s)
 	return s
@@ -237,15 +299,18 @@ func (t *Tracker) Effective(key string, q Quota, stored State) State {
 // (in q's period, unflushed uses included), or an error that leaves it unchanged. The
 // counter is created from stored if needed, kept like any quota counter, and marked
 // dirty: the caller stores the returned state and then marks it Flushed; a flush
-// stores it if the caller's write failed.
+// stores it if the caller's write failed. stored must be the key's current stored
+// state, read under its storage lock, like Reconcile's: the returned state is written,
+// so the counter is anchored to it.
 func (t *Tracker) Adjust(key string, q Quota, stored State, set func(current State) (int64, error)) (Pending, error) {
 	for {
-		c := t.counter(key, stored)
+		c := t.counter(key, stored, true)
 		c.mu.Lock()
 		if c.retired {
 			c.mu.Unlock()
 			continue
 		}
+		c.anchor(stored)
 		q.apply(&c.state)
 		limit, err := set(c.state)
 		if err != nil {
@@ -256,7 +321,7 @@ func (t *Tracker) Adjust(key string, q Quota, stored State, set func(current Sta
 		c.state.Limit = limit
 		c.version++
 		c.dirty = true
-		p := Pending{Key: key, State: c.state, Quota: true, version: c.version}
+		p := c.pending(key)
 		c.mu.Unlock()
 		return p, nil
 	}
@@ -295,7 +360,9 @@ func (t *Tracker) HasQuota(key string) bool {
 	return c.quota && !c.retired
 }
 
-func (t *Tracker) counter(key string, stored State) *Counter {
+// counter returns key's counter, making one from stored (or the state Dirty dropped, if
+// later) when it has none; anchored is whether a new one is (see Counter.anchored).
+func (t *Tracker) counter(key string, stored State, anchored bool) *Counter {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c, ok := t.counters[key]
@@ -303,7 +370,7 @@ func (t *Tracker) counter(key string, stored State) *Counter {
 		if last, ok := t.dropped[key]; ok && last.Count > stored.Count {
 			stored = last
 		}
-		c = &Counter{state: stored}
+		c = &Counter{state: stored, base: stored.Count, anchored: anchored}
 		t.counters[key] = c
 	}
 	return c
@@ -316,6 +383,9 @@ type Pending struct {
 	// Quota says whether the state holds credits (Limit and Period mean something).
 	Quota   bool
 	version uint64
+	// counter is the counter the state was taken from: Flushed marks that one, never a
+	// counter made for the key after it was dropped (whose versions start over).
+	counter *Counter
 }
 
 // Dirty returns the states changed since they were last marked flushed. Counters of keys
@@ -329,7 +399,7 @@ func (t *Tracker) Dirty() []Pending {
 	for key, c := range t.counters {
 		c.mu.Lock()
 		if c.dirty {
-			out = append(out, Pending{Key: key, State: c.state, Quota: c.quota, version: c.version})
+			out = append(out, c.pending(key))
 		} else if !c.quota {
 			c.retired = true
 			delete(t.counters, key)
@@ -342,7 +412,10 @@ func (t *Tracker) Dirty() []Pending {
 
 // Snapshot returns key's state to persist now, if it has a counter. A caller that holds
 // the key's storage lock gets the newest state (and no older one than any write made
-// under that lock), which is what it must write.
+// under that lock), which is what it must write. It is for accounts whose counters are
+// only made under a quota (an identity's shared credits), which are anchored from the
+// start; a key's record is written from Reconcile, since its counter may be seeded
+// from a stale record.
 func (t *Tracker) Snapshot(key string) (Pending, bool) {
 	t.mu.Lock()
 	c, ok := t.counters[key]
@@ -352,18 +425,38 @@ func (t *Tracker) Snapshot(key string) (Pending, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Pending{Key: key, State: c.state, Quota: c.quota, version: c.version}, true
+	return c.pending(key), true
+}
+
+// Reconcile is Snapshot for a write of key's record: stored is the record's state, read
+// under the key's storage lock. A counter not anchored yet first takes up the uses
+// stored beyond its seed (an earlier counter's, which a verify holding a stale record
+// did not see), and is anchored: what it returns includes every use, and the counter is
+// trusted from then on. Reconciling again, after a write that failed (or did not say it
+// landed), adds nothing.
+func (t *Tracker) Reconcile(key string, stored State) (Pending, bool) {
+	t.mu.Lock()
+	c, ok := t.counters[key]
+	t.mu.Unlock()
+	if !ok {
+		return Pending{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.anchor(stored)
+	return c.pending(key), true
 }
 
 // Flushed marks p as persisted: the counter stays dirty if it changed after p was taken.
+// It anchors the counter: its own uses are in storage now, so a stored count above its
+// base no longer tells of uses it missed.
 func (t *Tracker) Flushed(p Pending) {
-	t.mu.Lock()
-	c, ok := t.counters[p.Key]
-	t.mu.Unlock()
-	if !ok {
+	c := p.counter
+	if c == nil {
 		return
 	}
 	c.mu.Lock()
+	c.anchored = true
 	if c.version == p.version {
 		c.dirty = false
 	}

@@ -3,6 +3,7 @@ package usage
 import (
 	"errors"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -370,4 +371,283 @@ func TestTakeUpToNeverOverAdmits(t *testing.T) {
 	wg.Wait()
 	require.LessOrEqual(t, admitted.Load(), int64(limit))
 	require.Equal(t, int64(limit), admitted.Load()+tr.Remaining("k", quota(limit), State{}))
+}
+
+// store is a key-value storage of use states for the tests below; flush writes to it
+// what the tracker holds the way the backend's flushOne writes key records: reconciled
+// with the stored state, and only upwards.
+type store map[string]State
+
+func (s store) flush(t *testing.T, tr *Tracker) {
+	t.Helper()
+	for _, d := range tr.Dirty() {
+		s.flushKey(tr, d.Key)
+	}
+}
+
+func (s store) flushKey(tr *Tracker, key string) {
+	p, ok := tr.Reconcile(key, s[key])
+	if !ok {
+		return
+	}
+	if p.Count > s[key].Count {
+		s[key] = p.State
+	}
+	tr.Flushed(p)
+}
+
+// TestStaleSeedsNeverLoseCounts drives, step by step, the interleavings of a verify that
+// loads a key record, then counts a use seeded from it, with flushes that store the
+// key's counter, drop it as idle and forget the dropped state in between. Whatever the
+// order, every use reaches storage exactly once and the count shown never goes back.
+func TestStaleSeedsNeverLoseCounts(t *testing.T) {
+	now := time.Unix(100, 0)
+	type step int
+	const (
+		useFresh   step = iota // a use seeded from the record as stored now
+		load                   // a verify loads the record (kept as the stale seed)
+		useStale               // that verify counts its use, seeded from what it loaded
+		touchStale             // that verify touches the key, seeded from what it loaded
+		flush                  // a flush round: Dirty, then every dirty key written
+	)
+	cases := []struct {
+		name  string
+		steps []step
+		// wantShown is the in-memory count after the steps, before the final flush.
+		wantShown int64
+		// wantStored is what storage holds after a final flush: every use, once.
+		wantStored int64
+	}{
+		{
+			name:       "no flush in between",
+			steps:      []step{useFresh, useFresh, load, useStale},
+			wantShown:  3,
+			wantStored: 3,
+		},
+		{
+			name:       "dropped, the dropped state still known",
+			steps:      []step{useFresh, useFresh, load, flush, flush, useStale},
+			wantShown:  3,
+			wantStored: 3,
+		},
+		{
+			// The race TestSharedCreditsConcurrent hit: the dropped state is forgotten
+			// by the next Dirty before the verify's use, whose counter starts from 0.
+			name:       "dropped and forgotten before the stale use",
+			steps:      []step{useFresh, useFresh, load, flush, flush, flush, useStale},
+			wantShown:  1,
+			wantStored: 3,
+		},
+		{
+			name:       "the stale counter keeps counting until flushed",
+			steps:      []step{useFresh, useFresh, load, flush, flush, flush, useStale, useStale, useStale},
+			wantShown:  3,
+			wantStored: 5,
+		},
+		{
+			name:       "a use seeded from the current record catches up at once",
+			steps:      []step{useFresh, useFresh, load, flush, flush, flush, useStale, useFresh},
+			wantShown:  4,
+			wantStored: 4,
+		},
+		{
+			name:       "flushed, then used from the current record: not counted twice",
+			steps:      []step{useFresh, useFresh, load, flush, flush, flush, useStale, flush, useFresh, useFresh},
+			wantShown:  5,
+			wantStored: 5,
+		},
+		{
+			name:       "stale again after the stale counter was flushed and dropped",
+			steps:      []step{useFresh, load, flush, flush, flush, useStale, flush, flush, flush, useStale, useFresh},
+			wantShown:  4,
+			wantStored: 4,
+		},
+		{
+			name:       "a touch from a stale record moves no count",
+			steps:      []step{useFresh, useFresh, load, flush, flush, flush, touchStale, useFresh},
+			wantShown:  3,
+			wantStored: 3,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := NewTracker()
+			s := store{}
+			var loaded State
+			var shown int64
+			for i, st := range tc.steps {
+				switch st {
+				case useFresh:
+					tr.Use("k", 1, Quota{}, s["k"], now)
+				case load:
+					loaded = s["k"]
+				case useStale:
+					tr.Use("k", 1, Quota{}, loaded, now)
+				case touchStale:
+					tr.Touch("k", loaded, now)
+				case flush:
+					s.flush(t, tr)
+				}
+				if c, _, ok := tr.Peek("k"); ok {
+					shown = c
+				}
+				require.GreaterOrEqual(t, max(shown, s["k"].Count), s["k"].Count, "step %d: storage never goes back", i)
+			}
+			require.Equal(t, tc.wantShown, shown, "in memory")
+			s.flush(t, tr)
+			require.Equal(t, tc.wantStored, s["k"].Count, "stored")
+			// Flushing again, and after the counter is dropped, changes nothing.
+			s.flush(t, tr)
+			s.flush(t, tr)
+			require.Equal(t, tc.wantStored, s["k"].Count, "stored, after more flushes")
+		})
+	}
+}
+
+// TestReconcileAfterAnUnacknowledgedWrite: a write of a reconciled state that landed
+// but reported an error (so Flushed was not called) is not counted again by the next
+// reconcile.
+func TestReconcileAfterAnUnacknowledgedWrite(t *testing.T) {
+	now := time.Unix(100, 0)
+	cases := []struct {
+		name       string
+		landed     bool
+		wantStored int64
+	}{
+		{"the write landed", true, 7},
+		{"the write was lost", false, 7},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := NewTracker()
+			s := store{"k": {Count: 5}}                   // an earlier counter's 5 uses
+			tr.Use("k", 2, Quota{}, State{Count: 0}, now) // seeded from a stale record
+			p, ok := tr.Reconcile("k", s["k"])
+			require.True(t, ok)
+			require.Equal(t, int64(7), p.Count)
+			if tc.landed {
+				s["k"] = p.State
+			}
+			s.flush(t, tr) // the retry
+			require.Equal(t, tc.wantStored, s["k"].Count)
+			count, _, _ := tr.Peek("k")
+			require.Equal(t, tc.wantStored, count)
+		})
+	}
+}
+
+// TestAdjustAnchorsAStaleCounter: a counter made by a touch from a stale record, then
+// given credits (written from Adjust's state), takes up the stored uses first: the
+// count written never goes back, and is not counted twice afterwards.
+func TestAdjustAnchorsAStaleCounter(t *testing.T) {
+	now := time.Unix(100, 0)
+	q := Quota{Limited: true}
+	cases := []struct {
+		name      string
+		then      func(tr *Tracker, s store)
+		wantCount int64
+	}{
+		{"adjusted only", func(*Tracker, store) {}, 8},
+		{"then used from the current record", func(tr *Tracker, s store) { tr.Use("k", 1, q, s["k"], now) }, 9},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := NewTracker()
+			s := store{"k": {Count: 8, Limit: 10}}
+			tr.Touch("k", State{Count: 3, Limit: 10}, now) // a stale record
+			p, err := tr.Adjust("k", q, s["k"], func(cur State) (int64, error) { return cur.Limit + 5, nil })
+			require.NoError(t, err)
+			require.Equal(t, int64(8), p.Count)
+			require.Equal(t, int64(7), p.Remaining())
+			s["k"] = p.State
+			tr.Flushed(p)
+			tc.then(tr, s)
+			s.flush(t, tr)
+			require.Equal(t, tc.wantCount, s["k"].Count)
+		})
+	}
+}
+
+// TestFlushedMarksOnlyItsCounter: a late Flushed for a counter that was dropped since
+// does not mark the key's new counter flushed (its versions start over, and may match).
+func TestFlushedMarksOnlyItsCounter(t *testing.T) {
+	now := time.Unix(100, 0)
+	tr := NewTracker()
+	tr.Use("k", 1, Quota{}, State{}, now)
+	old := tr.Dirty()
+	require.Len(t, old, 1)
+	tr.Flushed(old[0])
+	require.Empty(t, tr.Dirty(), "dropped as idle")
+	tr.Use("k", 1, Quota{}, State{Count: 1}, now) // a new counter, same version as old's
+	tr.Flushed(old[0])
+	dirty := tr.Dirty()
+	require.Len(t, dirty, 1, "the new counter's use is still to be stored")
+	require.Equal(t, int64(2), dirty[0].Count)
+}
+
+// TestConcurrentFlushesNeverLoseCounts is TestStaleSeedsNeverLoseCounts left to the
+// scheduler: verifies load the record, yield, then count a use seeded from it, while
+// flushers store, drop and forget counters. Every use is stored once.
+func TestConcurrentFlushesNeverLoseCounts(t *testing.T) {
+	const verifiers, uses, keys = 8, 300, 3
+	tr := NewTracker()
+	s := store{}
+	var storeMu sync.Mutex // the keys' storage lock, and the store's
+	read := func(key string) State {
+		storeMu.Lock()
+		defer storeMu.Unlock()
+		return s[key]
+	}
+	flushAll := func() {
+		for _, d := range tr.Dirty() {
+			storeMu.Lock()
+			s.flushKey(tr, d.Key)
+			storeMu.Unlock()
+		}
+	}
+	stop := make(chan struct{})
+	var flushers sync.WaitGroup
+	for range 2 {
+		flushers.Add(1)
+		go func() {
+			defer flushers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					flushAll()
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	for g := range verifiers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range uses {
+				key := string(rune('a' + (g+i)%keys))
+				loaded := read(key)
+				for range i % 4 {
+					runtime.Gosched() // widen the window between loading and using
+				}
+				tr.Use(key, 1, Quota{}, loaded, time.Now())
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	flushers.Wait()
+	flushAll()
+	var total int64
+	for key, st := range s {
+		count, _, ok := tr.Peek(key)
+		if ok {
+			require.Equal(t, st.Count, count, "key %s: memory and storage agree", key)
+		}
+		total += st.Count
+	}
+	require.Equal(t, int64(verifiers*uses), total)
 }
