@@ -137,6 +137,17 @@ func (b *backend) grantRequest(ask *grantAsk, k, account *keyEntry, ttl time.Dur
 	return r
 }
 
+// refillCappedTTL is ttl, cut so that a grant of a key whose credits refill ends at the
+// next refill: uses debited in one period must never be spent in the next, on top of
+// its new credits (and a return after the refill refunds nothing). Holders expire a
+// grant at the time they asked + TTL, which is never later than here.
+func refillCappedTTL(account *keyEntry, ttl time.Duration, now time.Time) time.Duration {
+	if account.MaxUses <= 0 || account.Refill == nil || !account.Refill.enabled() {
+		return ttl
+	}
+	return min(ttl, account.Refill.next(now).Sub(now))
+}
+
 // grantTTL is the mount's grant_ttl.
 func (b *backend) grantTTL(ctx context.Context, s logical.Storage) (time.Duration, error) {
 	cfg, err := b.getSettings(ctx, s)
@@ -161,6 +172,11 @@ func (b *backend) topUp(ctx context.Context, s logical.Storage, ask *grantAsk, k
 	ttl, err := b.grantTTL(ctx, s)
 	if err != nil {
 		return nil, remaining, err
+	}
+	if ttl = refillCappedTTL(account, ttl, now); ttl < minGrantTTL {
+		// A refill is due in a moment (less than the shortest grant_ttl): this request
+		// was charged, the next ones ask verify until the new period starts.
+		return nil, remaining, nil
 	}
 	req := b.grantRequest(ask, k, account, ttl)
 	tk, ok := b.grants.Reserve(req, now)

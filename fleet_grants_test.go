@@ -666,3 +666,33 @@ func BenchmarkGrantRenew(b *testing.B) {
 		})
 	}
 }
+
+// TestGrantsEndAtTheNextRefill: a grant of a key whose credits refill never outlives
+// the period its uses were debited in.
+func TestGrantsEndAtTheNextRefill(t *testing.T) {
+	hourly := &refill{Interval: time.Hour, Amount: 5}
+	monthly := &refill{Monthly: true, Amount: 5}
+	at := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		require.NoError(t, err)
+		return tm
+	}
+	for _, tc := range []struct {
+		name string
+		key  keyEntry
+		now  time.Time
+		want time.Duration
+	}{
+		{"no refill", keyEntry{MaxUses: 5}, at("2030-01-01T10:59:59Z"), 5 * time.Second},
+		{"no max_uses", keyEntry{Refill: hourly}, at("2030-01-01T10:59:59Z"), 5 * time.Second},
+		{"far from the refill", keyEntry{MaxUses: 5, Refill: hourly}, at("2030-01-01T10:30:00Z"), 5 * time.Second},
+		{"cut at the refill", keyEntry{MaxUses: 5, Refill: hourly}, at("2030-01-01T10:59:58Z"), 2 * time.Second},
+		{"too short to give", keyEntry{MaxUses: 5, Refill: hourly}, at("2030-01-01T10:59:59.5Z"), 500 * time.Millisecond},
+		{"monthly", keyEntry{MaxUses: 5, Refill: monthly}, at("2030-01-31T23:59:57Z"), 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, refillCappedTTL(&tc.key, 5*time.Second, tc.now))
+		})
+	}
+	require.Less(t, refillCappedTTL(&keyEntry{MaxUses: 5, Refill: hourly}, 5*time.Second, at("2030-01-01T10:59:59.5Z")), minGrantTTL, "no grant is given then")
+}

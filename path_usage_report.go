@@ -78,8 +78,18 @@ func (b *backend) pathUsageReport(ctx context.Context, req *logical.Request, d *
 	}
 	// Every entry is checked before any is counted: a 400 counts nothing.
 	items := make([]reportItem, len(entries))
+	var total int64
 	for i, e := range entries {
 		items[i].ReportEntry = e
+		// Bounds that keep counts from ever wrapping, whatever a verifier sends: no more
+		// uses than the requests' largest cost, and no more requests in one report than
+		// one entry may carry.
+		if e.Count < maxCost && e.Uses > e.Count*maxCost { // below 2^62: no overflow
+			return logical.ErrorResponse("%s[%d].%s: at most %d per request counted (the largest cost)", verifyapi.FieldEntries, i, verifyapi.FieldUses, int64(maxCost)), nil
+		}
+		if total += e.Count; total > verifyapi.MaxReportCount {
+			return logical.ErrorResponse("%s: the counts of one report add up to more than %d", verifyapi.FieldEntries, int64(verifyapi.MaxReportCount)), nil
+		}
 		if len(e.Tags) > 0 {
 			if items[i].tags, err = usagestats.ParseTags(e.Tags); err != nil {
 				return logical.ErrorResponse("%s[%d].%s: %s", verifyapi.FieldEntries, i, verifyapi.FieldTags, err), nil

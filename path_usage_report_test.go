@@ -119,6 +119,10 @@ func TestUsageReportBadRequests(t *testing.T) {
 		{map[string]interface{}{verifyapi.FieldGrantHolder: "gw", verifyapi.FieldEntries: with("key_id", nil)}, "entries[1].key_id"},
 		{map[string]interface{}{verifyapi.FieldGrantHolder: "gw", verifyapi.FieldEntries: with("report_token", nil)}, "entries[1].report_token"},
 		{map[string]interface{}{verifyapi.FieldGrantHolder: "gw", verifyapi.FieldEntries: make([]interface{}, verifyapi.MaxReportEntries+1)}, "entries"},
+		{map[string]interface{}{verifyapi.FieldGrantHolder: "gw", verifyapi.FieldEntries: with("uses", 2*maxCost+1)}, "entries[1].uses"},
+		{map[string]interface{}{verifyapi.FieldGrantHolder: "gw", verifyapi.FieldEntries: []interface{}{
+			withCount(good, verifyapi.MaxReportCount), withCount(good, 1),
+		}}, "entries: the counts of one report add up"},
 	} {
 		t.Run(fmt.Sprint(tc.want, " ", tc.data[verifyapi.FieldEntries]), func(t *testing.T) {
 			before := storageSnapshot(t, e)
@@ -166,4 +170,14 @@ func TestReportToken(t *testing.T) {
 		require.False(t, reportTokenValid(secret, "0123456789abcdef", bad))
 	}
 	require.False(t, reportTokenValid(nil, "0123456789abcdef", a), "no mount secret, no key, no token")
+}
+
+// withCount is entry with its count set to n.
+func withCount(entry map[string]interface{}, n int64) map[string]interface{} {
+	out := map[string]interface{}{}
+	for f, v := range entry {
+		out[f] = v
+	}
+	out["count"] = n
+	return out
 }

@@ -168,7 +168,7 @@ func (t *Tracker) Use(key string, cost int64, q Quota, stored State, now time.Ti
 			}
 		}
 		if allowed && cost > 0 {
-			c.state.Count += cost
+			c.state.Count = addCapped(c.state.Count, cost)
 			c.state.LastUsed = now
 			c.version++
 			c.dirty = true
@@ -481,4 +481,14 @@ func (t *Tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.counters)
+}
+
+// addCapped is a+b for b >= 0, capped at the largest int64: a count that only grows
+// must never wrap negative, whatever callers report (usage reports add counts from
+// outside).
+func addCapped(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }

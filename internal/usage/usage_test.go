@@ -651,3 +651,23 @@ func TestConcurrentFlushesNeverLoseCounts(t *testing.T) {
 	}
 	require.Equal(t, int64(verifiers*uses), total)
 }
+
+// TestCountsNeverWrap: a count at the top stays there instead of turning negative.
+func TestCountsNeverWrap(t *testing.T) {
+	for _, tc := range []struct {
+		a, b, want int64
+	}{
+		{1, 2, 3},
+		{math.MaxInt64 - 1, 1, math.MaxInt64},
+		{math.MaxInt64 - 1, 2, math.MaxInt64},
+		{math.MaxInt64, math.MaxInt64, math.MaxInt64},
+	} {
+		require.Equal(t, tc.want, addCapped(tc.a, tc.b))
+	}
+	tr := NewTracker()
+	now := time.Unix(1_900_000_000, 0)
+	ok, _ := tr.Use("k", math.MaxInt64-5, Quota{}, State{Count: 10}, now)
+	require.True(t, ok)
+	count, _, _ := tr.Peek("k")
+	require.Equal(t, int64(math.MaxInt64), count)
+}
