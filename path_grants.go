@@ -99,6 +99,13 @@ func (b *backend) pathGrantsRenew(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return nil, err
 	}
+	if g.Account != account.limiterAccount() {
+		// The key's uses are charged elsewhere now (a rotation began or was rolled
+		// back): its unused uses were debited from another account and are not
+		// refunded to this one (they stay spent), and the holder asks verify again.
+		b.grants.Release(id, ask.holder, now)
+		return notRenewed(), nil
+	}
 	if errResp, err := b.returnUnused(id, ask.holder, unused, account, now); errResp != nil || err != nil {
 		return errResp, err
 	}

@@ -95,3 +95,25 @@ func TestGrantRenewBadRequests(t *testing.T) {
 	}
 	require.True(t, e.renewGrant(verifyapi.RenewRequest{GrantID: g.ID, Want: verifyapi.GrantRequest{Holder: "gw"}}).Renewed, "the grant is untouched")
 }
+
+// TestRenewNeverRefundsToAnotherAccount: a grant given for an old key in its rotation
+// grace was debited from the replacement; once the replacement is gone, the old key
+// bears its own uses again, and returning the grant's uses must not credit them to it.
+func TestRenewNeverRefundsToAnotherAccount(t *testing.T) {
+	e := newTestEnv(t)
+	e.writeRole("svc", map[string]interface{}{"max_uses": 100})
+	old := e.issue("svc", nil)
+	resp := e.mustOK(logical.UpdateOperation, "creds/svc/rotate", map[string]interface{}{"key_id": old.keyID, "grace_period": "1h"})
+	replacement := resp.Data["key_id"].(string)
+
+	res := e.verifyGrant(old.key, "gw", map[string]interface{}{verifyapi.FieldGrantUses: 10})
+	require.Equal(t, verifyapi.CodeValid, res.Code)
+	require.NotNil(t, res.Grant)
+	require.Equal(t, int64(10), *res.Grant.Uses)
+
+	e.mustOK(logical.DeleteOperation, "keys/"+replacement, nil)
+	before := e.verify(map[string]interface{}{"api_key": old.key, "cost": 0})["remaining_uses"]
+	got := e.renewGrant(verifyapi.RenewRequest{GrantID: res.Grant.ID, Want: verifyapi.GrantRequest{Holder: "gw"}, Unused: 10})
+	require.False(t, got.Renewed)
+	require.Equal(t, before, e.verify(map[string]interface{}{"api_key": old.key, "cost": 0})["remaining_uses"], "nothing refunded to the old key")
+}
