@@ -212,17 +212,26 @@ func (b *backend) topUp(ctx context.Context, s logical.Storage, ask *grantAsk, k
 		g.Uses = &taken
 	}
 	if req.Rated {
-		g.Limits = shareLimits(account.limits.buckets, tk.Share)
+		// The holder's bucket gets what the account's own buckets no longer hold at
+		// the scale this grant leaves them: tokens move, they are never created (a
+		// new grant is not a fresh full burst).
+		scale, _ := b.directScale(account.limiterAccount(), now)
+		given := b.rateLimiter.Handover(account.limiterAccount(), account.limits.buckets, scale, now)
+		g.Limits = shareLimits(account.limits.buckets, tk.Share, given)
 	}
 	return g, remaining, nil
 }
 
-// shareLimits are a holder's share of each of a key's limits.
-func shareLimits(buckets []ratelimit.Limit, share float64) []verifyapi.GrantLimit {
+// shareLimits are a holder's share of each of a key's limits, with the tokens handed
+// over to its bucket of each (given, per limit, from ratelimit's Handover).
+func shareLimits(buckets []ratelimit.Limit, share float64, given []float64) []verifyapi.GrantLimit {
 	out := make([]verifyapi.GrantLimit, len(buckets))
 	for i, l := range buckets {
 		rate, burst := grants.Scale(l.Rate, l.Burst, share)
 		out[i] = verifyapi.GrantLimit{Name: l.Name, Rate: rate, Burst: burst}
+		if i < len(given) {
+			out[i].Tokens = given[i]
+		}
 	}
 	return out
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/grantpool"
+	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/usage"
 	"github.com/vault-apikey/vault-plugin-secrets-apikey/internal/verifyapi"
 )
 
@@ -321,6 +323,7 @@ func TestGrantRateShares(t *testing.T) {
 	ids := map[string]string{}
 	first := e.verifyGrant(k.key, "h1", nil)
 	require.Equal(t, verifyapi.CodeValid, first.Code)
+	require.InDelta(t, 999, first.Grant.Limits[0].Tokens, 1, "the lone holder takes verify's whole bucket (less this verify's token), never a fresh one")
 	require.Nil(t, first.Grant.Uses, "no max_uses")
 	require.InDelta(t, 1000, rateOf(first.Grant), 0.01, "the only holder gets it all")
 	ids["h1"] = first.Grant.ID
@@ -335,12 +338,30 @@ func TestGrantRateShares(t *testing.T) {
 		require.NotEmpty(t, res.ReportToken)
 		checkSum()
 	}
-	// h1 renews: it makes room. Then the others get theirs, each a quarter.
+	// h1 renews: its new share is a quarter, but the whole rate it may still be using
+	// (the answer could be lost) counts until its first grant expires.
 	renewed := e.renewGrant(verifyapi.RenewRequest{GrantID: ids["h1"], Want: verifyapi.GrantRequest{Holder: "h1"}})
 	require.True(t, renewed.Renewed)
 	require.Equal(t, ids["h1"], renewed.Grant.ID)
 	require.InDelta(t, 250, rateOf(renewed.Grant), 0.01)
+	require.InDelta(t, 1, checkSum(), 1e-6)
+	require.Equal(t, verifyapi.CodeRateLimited, e.verifyGrant(k.key, "h2", nil).Code, "nothing is free yet")
+	// h1 gives its grant back itself (it stops using every share at once) and asks
+	// again: now each holder gets a quarter.
+	require.False(t, e.renewGrant(verifyapi.RenewRequest{GrantID: ids["h1"], Want: verifyapi.GrantRequest{Holder: "h1"}, Release: true}).Renewed)
+	require.Zero(t, checkSum())
+	// Verify's own bucket was emptied by the handover and refills from now on.
+	var again verifyapi.Response
+	require.Eventually(t, func() bool {
+		again = e.verifyGrant(k.key, "h1", nil)
+		return again.Code == verifyapi.CodeValid
+	}, 5*time.Second, 2*time.Millisecond)
+	require.InDelta(t, 250, rateOf(again.Grant), 0.01, "the three others are registered with their demand")
+	ids["h1"] = again.Grant.ID
 	require.InDelta(t, 0.25, checkSum(), 1e-6)
+	// h1 took verify's whole bucket with its share: the three quarters it gave back
+	// refill it (750/s) before the others' verifies are admitted.
+	time.Sleep(20 * time.Millisecond)
 	for _, h := range holders[1:] {
 		res := e.verifyGrant(k.key, h, nil)
 		require.Equal(t, verifyapi.CodeValid, res.Code, h)
@@ -363,7 +384,7 @@ func TestGrantRateShares(t *testing.T) {
 	res := e.renewGrant(verifyapi.RenewRequest{GrantID: ids["h1"], Want: verifyapi.GrantRequest{Holder: "h1", Rate: 100}})
 	require.InDelta(t, 100, rateOf(res.Grant), 0.01)
 	res = e.renewGrant(verifyapi.RenewRequest{GrantID: ids["h2"], Want: verifyapi.GrantRequest{Holder: "h2"}})
-	require.InDelta(t, 300, rateOf(res.Grant), 0.01, "(1000-100)/3")
+	require.InDelta(t, 250, rateOf(res.Grant), 0.01, "h1's quarter counts until that grant expires: (1000-100)/3 only then")
 	checkSum()
 
 	// Released shares go back to verify's own buckets.
@@ -371,7 +392,9 @@ func TestGrantRateShares(t *testing.T) {
 		e.renewGrant(verifyapi.RenewRequest{GrantID: ids[h], Want: verifyapi.GrantRequest{Holder: h}, Release: true})
 	}
 	require.Zero(t, checkSum())
-	require.Equal(t, verifyapi.CodeValid, e.verifyCode(k.key))
+	// The last handover left verify's buckets empty (the holders took the tokens); they
+	// refill at the whole rate now.
+	require.Eventually(t, func() bool { return e.verifyCode(k.key) == verifyapi.CodeValid }, 5*time.Second, 5*time.Millisecond)
 }
 
 // TestGrantRateSharesUnderConcurrency: holders verifying and renewing at once, with
@@ -420,35 +443,45 @@ func TestGrantRateSharesUnderConcurrency(t *testing.T) {
 }
 
 // TestDirectBucketsAreScaled: with holders' shares summing to s, verify's own answers
-// admit a burst of (1 - s) of the key's.
+// admit a burst of (1 - s) of the key's, and tokens are handed over, never created.
 func TestDirectBucketsAreScaled(t *testing.T) {
 	e := newTestEnv(t)
 	e.setGrantTTL("5m")
 	e.writeRole("rated", map[string]interface{}{"rate_limit": 1, "rate_limit_burst": 40})
 	k := e.issue("rated", nil)
-	ids := map[string]string{}
-	for _, h := range []string{"a", "b"} {
-		res := e.verifyGrant(k.key, h, map[string]interface{}{verifyapi.FieldGrantRate: 0.25})
-		require.Equal(t, verifyapi.CodeValid, res.Code)
-		ids[h] = res.Grant.ID
-	}
-	// One renewal each settles the shares: a quarter each as asked, plus a third each
-	// of the half their demands leave unclaimed (the last third stays with verify).
-	for _, h := range []string{"a", "b"} {
-		got := e.renewGrant(verifyapi.RenewRequest{GrantID: ids[h], Want: verifyapi.GrantRequest{Holder: h, Rate: 0.25}})
-		require.True(t, got.Renewed)
-		require.InDelta(t, 0.25+0.5/3, got.Grant.Limits[0].Rate, 1e-6)
-		require.InDelta(t, 40*(0.25+0.5/3), got.Grant.Limits[0].Burst, 1e-4)
-	}
+	start := time.Now()
+	// A lone holder asking for a quarter gets it plus half of what it leaves
+	// unclaimed (the other half stays with verify).
+	res := e.verifyGrant(k.key, "a", map[string]interface{}{verifyapi.FieldGrantRate: 0.25})
+	require.Equal(t, verifyapi.CodeValid, res.Code)
+	const share = 0.25 + 0.75/2
+	require.InDelta(t, share, res.Grant.Limits[0].Rate, 1e-6)
+	require.InDelta(t, 40*share, res.Grant.Limits[0].Burst, 1e-4)
+	total := 1 + res.Grant.Limits[0].Tokens // tokens handed over and requests admitted
 	held, _ := e.b.grants.Shares(k.keyID, time.Now())
-	require.InDelta(t, 2*(0.25+0.5/3), held, 1e-6)
+	require.InDelta(t, share, held, 1e-6)
 	admitted := 0
 	for range 40 {
 		if e.verifyCode(k.key) == verifyapi.CodeValid {
 			admitted++
 		}
 	}
-	require.InDelta(t, 40*(1-held), float64(admitted), 1, "a sixth of the burst of 40")
+	total += float64(admitted)
+	require.LessOrEqual(t, total, 40+time.Since(start).Seconds(), "one bucket of 40, refilled at 1/s")
+	// The buckets are scaled: refilled for a minute (at 3/8 of 1/s), they hold 3/8 of
+	// the burst of 40 and no more.
+	scale, _ := e.b.directScale(k.keyID, time.Now())
+	require.InDelta(t, 1-held, scale, 1e-6)
+	key, err := e.b.cachedKeyEntry(e.ctx, e.storage, k.keyID)
+	require.NoError(t, err)
+	later := time.Now().Add(time.Minute)
+	admitted = 0
+	for range 40 {
+		if ok, _, _ := e.b.rateLimiter.AllowAllScaled(k.keyID, key.limits.buckets, scale, later); ok {
+			admitted++
+		}
+	}
+	require.InDelta(t, 40*(1-held), float64(admitted), 1, "3/8 of the burst of 40")
 }
 
 func TestNoGrantForLongWindows(t *testing.T) {
@@ -695,4 +728,123 @@ func TestGrantsEndAtTheNextRefill(t *testing.T) {
 		})
 	}
 	require.Less(t, refillCappedTTL(&keyEntry{MaxUses: 5, Refill: hourly}, 5*time.Second, at("2030-01-01T10:59:59.5Z")), minGrantTTL, "no grant is given then")
+}
+
+// TestGrantRateTokensConserved: a grant hands its holder tokens taken from verify's own
+// buckets, never a fresh full bucket. A lone bursty holder of a 100/1m key that gets a
+// grant, spends it, goes idle (the grant is released), and gets a new one, over and
+// over, together with direct verifies (no grant), never admits more than the key's
+// bucket would: its burst plus its rate times the time elapsed. (Before the fix every
+// new grant started full: about 1200 in a minute.) The clock is simulated: the engine's
+// verify and renew steps and the holder's pool are driven at chosen instants.
+func TestGrantRateTokensConserved(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// direct is how many verifies without a grant are tried at each burst; expire
+		// lets idle grants expire instead of being released.
+		direct int
+		expire bool
+	}{
+		{name: "grants only"},
+		{name: "grants and direct verifies", direct: 30},
+		{name: "idle grants expire", direct: 5, expire: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.writeRole("rated", map[string]interface{}{"rate_limits": "minute=100/1m"})
+			k := e.issue("rated", nil)
+			const burst, rate = 100.0, 100.0 / 60
+			ask := &grantAsk{holder: "gw"}
+			pool := grantpool.New(grantpool.Options{})
+			start := time.Now()
+			admitted := 0
+
+			// verify is one verify call at now: true when VALID; with the holder's ask,
+			// a grant that comes with it goes to the pool.
+			verify := func(now time.Time, holder bool) bool {
+				key, err := e.b.cachedKeyEntry(e.ctx, e.storage, k.keyID)
+				require.NoError(t, err)
+				account, err := e.b.accountKey(e.ctx, e.storage, key)
+				require.NoError(t, err)
+				seed, err := e.b.creditSeed(e.ctx, e.storage, account, now)
+				require.NoError(t, err)
+				c := e.b.chargeKey(account, seed, 1, now)
+				if c.code != verifyapi.CodeValid {
+					if holder {
+						require.NoError(t, e.b.registerHolder(e.ctx, e.storage, ask, key, account, now))
+					}
+					return false
+				}
+				if holder {
+					g, _, err := e.b.topUp(e.ctx, e.storage, ask, key, account, seed, now)
+					require.NoError(t, err)
+					if g != nil {
+						require.True(t, pool.Apply(k.keyID, poolGrant(g, now), now))
+					}
+				}
+				return true
+			}
+			// renew is grants/renew's top-up (the key has no max_uses: nothing to return).
+			renew := func(r grantpool.Renewal, now time.Time) {
+				if r.Release {
+					if !tc.expire {
+						e.b.grants.Release(r.GrantID, ask.holder, now)
+					}
+					return
+				}
+				key, err := e.b.cachedKeyEntry(e.ctx, e.storage, k.keyID)
+				require.NoError(t, err)
+				account, err := e.b.accountKey(e.ctx, e.storage, key)
+				require.NoError(t, err)
+				g, _, err := e.b.topUp(e.ctx, e.storage, &grantAsk{holder: ask.holder, rate: r.WantRate}, key, account, usage.State{}, now)
+				require.NoError(t, err)
+				if g == nil {
+					pool.Renewed(k.keyID, r.GrantID, nil, now)
+					return
+				}
+				gr := poolGrant(g, now)
+				pool.Renewed(k.keyID, r.GrantID, &gr, now)
+			}
+
+			const step = 100 * time.Millisecond
+			for i := 0; i <= 1200; i++ { // 2 minutes
+				now := start.Add(time.Duration(i) * step)
+				for _, r := range pool.Due(now) {
+					renew(r, now)
+				}
+				if i%60 == 0 { // a burst every 6s, idle between (the grant is released)
+					for range 300 {
+						out, _ := pool.Spend(k.keyID, 1, now)
+						if out == grantpool.Spent {
+							admitted++
+							continue
+						}
+						if out == grantpool.RateLimited || !verify(now, true) {
+							break
+						}
+						admitted++
+					}
+					for range tc.direct {
+						if verify(now, false) {
+							admitted++
+						}
+					}
+				}
+				elapsed := now.Sub(start).Seconds()
+				require.LessOrEqual(t, float64(admitted), burst+rate*elapsed+1e-6, "at %.1fs", elapsed)
+			}
+			// Conserved, not starved: well over one burst goes through in two minutes.
+			t.Logf("admitted %d in 120s (a bucket's limit: %.0f)", admitted, burst+rate*120)
+			require.Greater(t, admitted, 150)
+		})
+	}
+}
+
+// poolGrant is a grant as the apikeyauth middleware hands it to its pool.
+func poolGrant(g *verifyapi.Grant, sent time.Time) grantpool.Grant {
+	limits := make([]grantpool.Limit, len(g.Limits))
+	for i, l := range g.Limits {
+		limits[i] = grantpool.Limit{Name: l.Name, Rate: l.Rate, Burst: l.Burst, Tokens: l.Tokens}
+	}
+	return grantpool.Grant{ID: g.ID, Uses: g.Uses, Limits: limits, Sent: sent, TTL: g.TTL}
 }

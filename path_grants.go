@@ -110,7 +110,9 @@ func (b *backend) pathGrantsRenew(ctx context.Context, req *logical.Request, d *
 		return errResp, err
 	}
 	if release {
-		b.grants.Release(id, ask.holder, now)
+		// The holder itself gave it back: its share is free at once (the engine's own
+		// releases keep a share counted until it expires, as the holder may still use it).
+		b.grants.ReleaseByHolder(id, ask.holder, now)
 		return notRenewed(), nil
 	}
 	if k.Disabled || !now.Before(k.validUntil()) {

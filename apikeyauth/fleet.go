@@ -171,7 +171,7 @@ func (f *fleet) grantRequest(keyID string, now time.Time) *verifyapi.GrantReques
 func toPoolGrant(g *verifyapi.Grant, sent time.Time) grantpool.Grant {
 	limits := make([]grantpool.Limit, len(g.Limits))
 	for i, l := range g.Limits {
-		limits[i] = grantpool.Limit{Name: l.Name, Rate: l.Rate, Burst: l.Burst}
+		limits[i] = grantpool.Limit{Name: l.Name, Rate: l.Rate, Burst: l.Burst, Tokens: l.Tokens}
 	}
 	return grantpool.Grant{ID: g.ID, Uses: g.Uses, Limits: limits, Sent: sent, TTL: g.TTL}
 }

@@ -64,6 +64,10 @@ type fakeKey struct {
 type fakeGrant struct {
 	id, holder, keyID string
 	outstanding       int64
+	// handedOver: the first top-up handed the holder the key's full bucket (the
+	// engine's, at a share of 1); later ones hand over nothing (the engine's bucket
+	// stays empty while the holder owns the whole rate).
+	handedOver bool
 }
 
 func newFakeEngine(t testing.TB, fv *fakeVault, mount string) *fakeEngine {
@@ -188,7 +192,11 @@ func (e *fakeEngine) topUp(g *fakeGrant, k *fakeKey, want int64) map[string]any 
 		d["granted_uses"] = n
 	}
 	if k.rate > 0 {
-		d["granted_limits"] = []map[string]any{{"name": "default", "rate": k.rate, "burst": k.burst}}
+		tokens := 0.0
+		if !g.handedOver {
+			tokens, g.handedOver = k.burst, true
+		}
+		d["granted_limits"] = []map[string]any{{"name": "default", "rate": k.rate, "burst": k.burst, "tokens": tokens}}
 	}
 	return d
 }

@@ -5,9 +5,11 @@
 //
 // The pool never admits more than it was granted: uses are taken under the grant's
 // mutex and never go below zero, and rate tokens come from local token buckets whose
-// rate and size are the granted share. When a renewal changes the share, the buckets
-// are rescaled without being refilled (a renewal must not be a free burst). After its
-// deadline a grant admits nothing.
+// rate and size are the granted share. A bucket holds only the tokens the engine handed
+// over (Limit.Tokens, taken from the engine's own bucket) and what it refilled at the
+// share's rate since: a new grant starts with the answer's tokens, not full (a fresh
+// grant must not be a free burst), and a renewal rescales the buckets and adds the
+// answer's tokens, clamped to the new size. After its deadline a grant admits nothing.
 //
 // It also measures demand (attempts per second, and uses per second) per key, so that
 // renewals ask for what the holder actually needs, and it decides which grants are due
@@ -22,11 +24,12 @@ import (
 )
 
 // Limit is the holder's share of one rate limit: Burst tokens at most, refilled at Rate
-// per second.
+// per second. Tokens are added to the bucket by the answer (clamped to Burst).
 type Limit struct {
-	Name  string
-	Rate  float64
-	Burst float64
+	Name   string
+	Rate   float64
+	Burst  float64
+	Tokens float64
 }
 
 // Grant is one answer that carried a grant, as the holder applies it.
@@ -245,10 +248,11 @@ func (p *Pool) Live(keyID string, now time.Time) bool {
 	return !g.dropped && now.Before(g.expires)
 }
 
-// Apply adds a grant from a verify answer for keyID. The same grant id tops up (uses
-// added, limits rescaled without refilling, deadline moved on); another id replaces the
-// grant (its uses are gone: the engine cancelled it), keeping the tokens the old share's
-// buckets had, capped. It reports false when the pool is full and did not keep the
+// Apply adds a grant from a verify answer for keyID. A new grant's buckets start with
+// the answer's tokens. The same grant id tops up (uses added, limits rescaled and the
+// answer's tokens added, deadline moved on); another id replaces the grant (its uses are
+// gone: the engine cancelled it), keeping the tokens the old share's buckets had (the
+// engine handed them over), capped, plus the answer's. It reports false when the pool is full and did not keep the
 // grant: the caller should release it.
 func (p *Pool) Apply(keyID string, gr Grant, now time.Time) bool {
 	for {
@@ -291,7 +295,7 @@ func (g *grant) topUp(gr Grant, now time.Time) {
 	g.lowSignaled = false
 	buckets := make([]bucket, len(gr.Limits))
 	for i, l := range gr.Limits {
-		nb := bucket{name: l.Name, rate: l.Rate, burst: l.Burst, tokens: l.Burst, last: now}
+		nb := bucket{name: l.Name, rate: l.Rate, burst: l.Burst, last: now}
 		for j := range g.buckets {
 			old := &g.buckets[j]
 			if old.name != l.Name {
@@ -304,9 +308,11 @@ func (g *grant) topUp(gr Grant, now time.Time) {
 			if l.Burst < old.burst && old.burst > 0 {
 				nb.tokens = old.tokens * l.Burst / old.burst
 			}
-			nb.tokens = math.Min(nb.tokens, l.Burst)
 			break
 		}
+		// Only what the engine handed over is added (never a full bucket): the
+		// engine's buckets and the holders' together hold no more than one bucket.
+		nb.tokens = math.Min(nb.tokens+max(l.Tokens, 0), l.Burst)
 		buckets[i] = nb
 	}
 	g.buckets = buckets

@@ -113,7 +113,7 @@ func TestNeverOverSpendsUnderConcurrency(t *testing.T) {
 
 func TestRateBucketsBurstThenRefill(t *testing.T) {
 	p := New(Options{})
-	require.True(t, p.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "default", Rate: 2, Burst: 3}}, Sent: t0, TTL: time.Minute}, t0))
+	require.True(t, p.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "default", Rate: 2, Burst: 3, Tokens: 3}}, Sent: t0, TTL: time.Minute}, t0))
 	for i := range 3 {
 		out, _ := p.Spend("k", 1, t0)
 		require.Equal(t, Spent, out, "request %d within the burst", i)
@@ -125,7 +125,7 @@ func TestRateBucketsBurstThenRefill(t *testing.T) {
 	require.Equal(t, Spent, out)
 	// Every limit must admit; the slowest decides the wait.
 	p2 := New(Options{})
-	require.True(t, p2.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "a", Rate: 10, Burst: 1}, {Name: "b", Rate: 1, Burst: 1}}, Sent: t0, TTL: time.Minute}, t0))
+	require.True(t, p2.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "a", Rate: 10, Burst: 1, Tokens: 1}, {Name: "b", Rate: 1, Burst: 1, Tokens: 1}}, Sent: t0, TTL: time.Minute}, t0))
 	out, _ = p2.Spend("k", 1, t0)
 	require.Equal(t, Spent, out)
 	out, wait = p2.Spend("k", 1, t0)
@@ -133,7 +133,7 @@ func TestRateBucketsBurstThenRefill(t *testing.T) {
 	require.Equal(t, time.Second, wait)
 	// A refused request takes no uses.
 	p3 := New(Options{})
-	require.True(t, p3.Apply("k", Grant{ID: "g", Uses: uses(5), Limits: []Limit{{Name: "a", Rate: 1, Burst: 1}}, Sent: t0, TTL: time.Minute}, t0))
+	require.True(t, p3.Apply("k", Grant{ID: "g", Uses: uses(5), Limits: []Limit{{Name: "a", Rate: 1, Burst: 1, Tokens: 1}}, Sent: t0, TTL: time.Minute}, t0))
 	p3.Spend("k", 1, t0)
 	out, _ = p3.Spend("k", 1, t0)
 	require.Equal(t, RateLimited, out)
@@ -143,7 +143,7 @@ func TestRateBucketsBurstThenRefill(t *testing.T) {
 
 func TestRateShareOfZeroWaitsForRenewal(t *testing.T) {
 	p := New(Options{})
-	require.True(t, p.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "default", Rate: 0, Burst: 1}}, Sent: t0, TTL: 4 * time.Second}, t0))
+	require.True(t, p.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "default", Rate: 0, Burst: 1, Tokens: 1}}, Sent: t0, TTL: 4 * time.Second}, t0))
 	out, _ := p.Spend("k", 1, t0)
 	require.Equal(t, Spent, out)
 	out, wait := p.Spend("k", 1, t0.Add(time.Second))
@@ -155,7 +155,7 @@ func TestRateShareOfZeroWaitsForRenewal(t *testing.T) {
 // spend, the bucket admits its burst and no more.
 func TestConcurrentRateNeverExceedsBurst(t *testing.T) {
 	p := New(Options{})
-	require.True(t, p.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "d", Rate: 1000, Burst: 50}}, Sent: t0, TTL: time.Minute}, t0))
+	require.True(t, p.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "d", Rate: 1000, Burst: 50, Tokens: 50}}, Sent: t0, TTL: time.Minute}, t0))
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
 	for range 16 {
@@ -188,7 +188,7 @@ func TestRenewalRescalesWithoutRefilling(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := New(Options{})
-			require.True(t, p.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "d", Rate: 1, Burst: 10}}, Sent: t0, TTL: time.Minute}, t0))
+			require.True(t, p.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "d", Rate: 1, Burst: 10, Tokens: 10}}, Sent: t0, TTL: time.Minute}, t0))
 			for range tc.spend {
 				out, _ := p.Spend("k", 1, t0)
 				require.Equal(t, Spent, out)
@@ -205,6 +205,61 @@ func TestRenewalRescalesWithoutRefilling(t *testing.T) {
 				}
 			}
 			require.Equal(t, tc.wantTokens, admitted)
+		})
+	}
+}
+
+// TestBucketsHoldOnlyHandedOverTokens: a new grant's bucket starts with the tokens the
+// answer handed over (not full); a renewal adds the answer's tokens to what the bucket
+// has, clamped to its new size; a replacement keeps the old tokens and adds the new.
+func TestBucketsHoldOnlyHandedOverTokens(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first float64 // tokens of the first answer, bucket 10 at rate 1/s
+		spend int
+		// the second answer (same id unless replace), at the same instant
+		replace        bool
+		burst, renewed float64
+		wantFirst      int // admitted after the first answer
+		wantAfter      int // admitted after the second
+	}{
+		{name: "no tokens: nothing until it refills", first: 0, burst: 10, renewed: 0, wantFirst: 0, wantAfter: 0},
+		{name: "part of the burst", first: 4, burst: 10, renewed: 0, wantFirst: 4, wantAfter: 0},
+		{name: "renewal adds", first: 4, spend: 2, burst: 10, renewed: 3, wantFirst: 4, wantAfter: 5},
+		{name: "renewal adds, clamped to the new burst", first: 10, spend: 2, burst: 10, renewed: 5, wantFirst: 10, wantAfter: 10},
+		{name: "smaller share: rescaled then added", first: 10, spend: 5, burst: 4, renewed: 1, wantFirst: 10, wantAfter: 3},
+		{name: "replacement keeps the old tokens and adds", first: 6, spend: 3, replace: true, burst: 10, renewed: 2, wantFirst: 6, wantAfter: 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(Options{})
+			require.True(t, p.Apply("k", Grant{ID: "g", Limits: []Limit{{Name: "d", Rate: 1, Burst: 10, Tokens: tc.first}}, Sent: t0, TTL: time.Minute}, t0))
+			spend := func(n int) int {
+				admitted := 0
+				for range n {
+					if out, _ := p.Spend("k", 1, t0); out == Spent {
+						admitted++
+					}
+				}
+				return admitted
+			}
+			if tc.spend == 0 {
+				require.Equal(t, tc.wantFirst, spend(100))
+				// It refills at the share's rate like any bucket.
+				out, _ := p.Spend("k", 1, t0.Add(time.Second))
+				require.Equal(t, Spent, out)
+				return
+			}
+			require.LessOrEqual(t, tc.spend, tc.wantFirst)
+			require.Equal(t, tc.spend, spend(tc.spend))
+			second := Grant{ID: "g", Limits: []Limit{{Name: "d", Rate: 1, Burst: tc.burst, Tokens: tc.renewed}}, Sent: t0, TTL: time.Minute}
+			if tc.replace {
+				second.ID = "g2"
+				require.True(t, p.Apply("k", second, t0))
+			} else {
+				p.Due(t0.Add(30 * time.Second))
+				p.Renewed("k", "g", &second, t0)
+			}
+			require.Equal(t, tc.wantAfter, spend(100))
 		})
 	}
 }

@@ -17,7 +17,16 @@
 // A holder refused RATE_LIMITED is registered with its demand and no share, so that
 // the next renewals of the others make room for it.
 //
-// Entries live for a TTL after their last grant or registration. The book is bounded
+// A holder may keep spending a share it was given until that grant's expiry, unaware
+// of anything the book did since: the answer that lowered its share may be lost, and
+// a grant the engine released or cancelled is only learnt of through the feed. So a
+// share that goes down (a renewal that gives less, a release by the engine, a
+// cancellation) keeps counting, against the others' shares and the engine's own
+// buckets, until the expiry of the grant that carried it. Only a holder's own release
+// (ReleaseByHolder) frees its share at once.
+//
+// Entries live for a TTL after their last grant or registration, and for as long as a
+// share they carried still counts (at most a TTL more). The book is bounded
 // (Config) and in memory only: when it is lost (restart, failover) every grant is
 // forgotten, and since their uses were debited they count as spent: a book that is lost
 // under-admits, never over-admits.
@@ -48,6 +57,11 @@ const (
 // shareSlack keeps rounding from ever taking a sum of shares above 1.
 const shareSlack = 1e-9
 
+// maxPast bounds the earlier shares an entry remembers (renewals come about every half
+// TTL, so two or three are usually live); beyond, the oldest two are merged into one
+// that counts the larger share until the later expiry, which can only over-count.
+const maxPast = 4
+
 // Config bounds a Table. Zero fields take the defaults.
 type Config struct {
 	// MaxEntries bounds the grants and registrations held in all (about 300 bytes
@@ -73,8 +87,8 @@ type Request struct {
 	TTL   time.Duration
 }
 
-// Ticket is a reserved grant: its id, its share, and how many holders the account
-// has. The caller debits the uses and then calls Commit.
+// Ticket is a reserved grant: its id, its share, and how many live holders the
+// account has. The caller debits the uses and then calls Commit.
 type Ticket struct {
 	ID      string
 	Share   float64
@@ -92,13 +106,31 @@ type Grant struct {
 
 type holderKey struct{ holder, keyID string }
 
+// held is a share a holder may spend until a time.
+type held struct {
+	share float64
+	until time.Time
+}
+
 type entry struct {
 	holderKey
 	account string
-	id      string // "" for a registration (RATE_LIMITED) without a grant
-	share   float64
-	demand  float64
+	// id is "" for a registration (RATE_LIMITED) without a grant, and once the grant
+	// ended (released or cancelled by the engine, or expired) while a share of it may
+	// still be in use.
+	id     string
+	demand float64
+	// expires ends the grant or registration: its id answers and its demand counts
+	// until then. The zero Time once ended.
 	expires time.Time
+	// share is the last share given, which the holder may use until shareUntil (the
+	// expiry of the grant that carried it), even once the grant ended. past are the
+	// earlier shares it may still be using (an answer that lowered its share may have
+	// been lost), each until its grant's expiry: those not outdone by a later one (a
+	// larger share until later), by expiry, at most maxPast.
+	share      float64
+	shareUntil time.Time
+	past       []held
 	// outstanding is uses granted less uses returned, over the grant's life;
 	// periodOut the part of it debited in refill period period.
 	outstanding, periodOut int64
@@ -153,13 +185,23 @@ func (t *Table) Reserve(r Request, now time.Time) (Ticket, bool) {
 		e.id = newID()
 		t.byID[e.id] = e
 	}
+	prev, prevUntil := e.share, e.shareUntil
 	e.demand = demand(r.Demand)
 	e.expires = now.Add(r.TTL)
-	e.share = 0
+	e.share, e.shareUntil = 0, e.expires
 	if r.Rated {
-		e.share = t.share(e)
+		e.share = t.share(e, now)
 	}
-	return Ticket{ID: e.id, Share: e.share, Holders: len(t.accounts[e.account]), e: e}, true
+	// The holder may not get this answer and spend the previous share until that
+	// grant's expiry: it keeps counting until then.
+	e.keep(held{prev, prevUntil}, now)
+	holders := 0
+	for o := range t.accounts[e.account] {
+		if now.Before(o.expires) {
+			holders++
+		}
+	}
+	return Ticket{ID: e.id, Share: e.share, Holders: holders, e: e}, true
 }
 
 // Register records a holder that was refused RATE_LIMITED, with its demand: it gets no
@@ -234,8 +276,23 @@ func (t *Table) Lookup(id, holder string, now time.Time) (Grant, bool) {
 	return e.grant(), true
 }
 
-// Release ends grant id; it reports whether it was live and held by holder.
+// Release ends grant id on the engine's initiative (the holder may not learn of it
+// before the grant's expiry): its share keeps counting until then. It reports whether
+// the grant was live and held by holder.
 func (t *Table) Release(id, holder string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.live(id, holder, now)
+	if e != nil {
+		t.end(e)
+	}
+	return e != nil
+}
+
+// ReleaseByHolder ends grant id at its holder's request: the holder stopped spending
+// it, so its share is free at once. It reports whether the grant was live and held by
+// holder.
+func (t *Table) ReleaseByHolder(id, holder string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.live(id, holder, now)
@@ -245,8 +302,9 @@ func (t *Table) Release(id, holder string, now time.Time) bool {
 	return e != nil
 }
 
-// CancelKey forgets every grant and registration of keyID (its uses stay spent) and
-// returns how many grants there were.
+// CancelKey ends every grant and registration of keyID (its uses stay spent; its
+// shares count until the grants' expiry, as the holders learn of it late) and returns
+// how many grants there were.
 func (t *Table) CancelKey(keyID string) int {
 	if t.size.Load() == 0 {
 		return 0
@@ -258,13 +316,13 @@ func (t *Table) CancelKey(keyID string) int {
 		if e.id != "" {
 			n++
 		}
-		t.remove(e)
+		t.end(e)
 	}
 	return n
 }
 
-// CancelAccount forgets every grant and registration of account and returns the
-// key_ids that had grants, sorted.
+// CancelAccount ends every grant and registration of account, as CancelKey, and
+// returns the key_ids that had grants, sorted.
 func (t *Table) CancelAccount(account string) []string {
 	if t.size.Load() == 0 {
 		return nil
@@ -276,28 +334,33 @@ func (t *Table) CancelAccount(account string) []string {
 		if e.id != "" && !slices.Contains(keys, e.keyID) {
 			keys = append(keys, e.keyID)
 		}
-		t.remove(e)
+		t.end(e)
 	}
 	slices.Sort(keys)
 	return keys
 }
 
-// Shares returns the sum of the live shares of account, and when the first of them
-// expires (the zero Time when there are none). With no holders anywhere it takes no
-// lock.
+// Shares returns the sum of the shares of account that holders may be using (their
+// live shares, and the lingering ones of lowered, released and cancelled grants), and
+// when the first of them expires (the zero Time when there are none). With no holders
+// anywhere it takes no lock.
 func (t *Table) Shares(account string, now time.Time) (sum float64, until time.Time) {
 	if t.size.Load() == 0 {
 		return 0, time.Time{}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for e := range t.accounts[account] {
-		if e.share > 0 && now.Before(e.expires) {
-			sum += e.share
-			if until.IsZero() || e.expires.Before(until) {
-				until = e.expires
-			}
+	first := func(p held) {
+		if p.share > 0 && now.Before(p.until) && (until.IsZero() || p.until.Before(until)) {
+			until = p.until
 		}
+	}
+	for e := range t.accounts[account] {
+		first(held{e.share, e.shareUntil})
+		for _, p := range e.past {
+			first(p)
+		}
+		sum += e.held(now)
 	}
 	return sum, until
 }
@@ -331,11 +394,11 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-// Len returns how many grants and registrations are held, expired ones not yet
-// pruned included.
+// Len returns how many grants and registrations are held, ended ones whose shares
+// still count and expired ones not yet pruned included.
 func (t *Table) Len() int { return int(t.size.Load()) }
 
-// Prune drops every expired entry.
+// Prune drops every entry that is expired and whose shares expired.
 func (t *Table) Prune(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -344,7 +407,7 @@ func (t *Table) Prune(now time.Time) {
 
 func (t *Table) sweep(now time.Time) {
 	for _, e := range t.byHolder {
-		if !now.Before(e.expires) {
+		if e.gone(now) {
 			t.remove(e)
 		}
 	}
@@ -352,19 +415,35 @@ func (t *Table) sweep(now time.Time) {
 }
 
 // entryFor returns (r.Holder, r.KeyID)'s entry, making one if needed and the bounds
-// allow it. The account's expired entries are pruned first. Callers hold t.mu.
+// allow it. The account's gone entries are pruned first. Callers hold t.mu.
 func (t *Table) entryFor(r Request, now time.Time) (*entry, bool) {
 	for e := range t.accounts[r.Account] {
-		if !now.Before(e.expires) {
+		if e.gone(now) {
 			t.remove(e)
 		}
 	}
 	hk := holderKey{r.Holder, r.KeyID}
 	if e, ok := t.byHolder[hk]; ok {
 		if e.account == r.Account {
-			return e, true
+			if !now.Before(e.expires) {
+				t.end(e) // its shares may still count: a new grant starts afresh
+			}
+			if t.byHolder[hk] == e {
+				return e, true
+			}
+		} else {
+			// The key's account changed: its grant was for the old one, whose share
+			// the holder may still be spending. The entry holds it until then, and
+			// the holder gets nothing on the new account meanwhile (one entry per
+			// holder and key keeps the bookkeeping simple; it asks verify instead).
+			t.end(e)
+			if e.gone(now) {
+				t.remove(e)
+			}
+			if t.byHolder[hk] == e {
+				return nil, false
+			}
 		}
-		t.remove(e) // the key's account changed: its grant was for the old one
 	}
 	if t.inserts >= len(t.byHolder) || len(t.byHolder) >= t.cfg.MaxEntries {
 		t.sweep(now)
@@ -419,20 +498,99 @@ func (t *Table) live(id, holder string, now time.Time) *entry {
 		return nil
 	}
 	if !now.Before(e.expires) {
-		t.remove(e)
+		if e.gone(now) {
+			t.remove(e)
+		} else {
+			t.end(e)
+		}
 		return nil
 	}
 	return e
 }
 
+// end ends e's grant or registration: its id no longer answers and its demand no
+// longer counts, but its shares do until they expire (the holder may learn of the end
+// late, or never, and spend them until their grants' expiry). An entry without any
+// share goes at once. Callers hold t.mu.
+func (t *Table) end(e *entry) {
+	if e.share <= 0 && len(e.past) == 0 {
+		t.remove(e)
+		return
+	}
+	if e.id != "" {
+		delete(t.byID, e.id)
+		e.id = ""
+	}
+	e.expires = time.Time{}
+	e.outstanding, e.periodOut = 0, 0
+}
+
+// keep remembers p, a share e's holder was given earlier, unless it expired or the
+// current share or another earlier one outdoes it. Expired and outdone ones go.
+func (e *entry) keep(p held, now time.Time) {
+	cur := held{e.share, e.shareUntil}
+	live := e.past[:0]
+	for _, q := range e.past {
+		if now.Before(q.until) && !q.outdoneBy(p) && !q.outdoneBy(cur) {
+			live = append(live, q)
+		}
+	}
+	e.past = live
+	if p.share <= 0 || !now.Before(p.until) || p.outdoneBy(cur) || slices.ContainsFunc(e.past, p.outdoneBy) {
+		return
+	}
+	e.past = append(e.past, p)
+	slices.SortFunc(e.past, func(a, b held) int { return a.until.Compare(b.until) })
+	if len(e.past) > maxPast {
+		e.past[1] = held{max(e.past[0].share, e.past[1].share), e.past[1].until}
+		e.past = slices.Delete(e.past, 0, 1)
+	}
+	if len(e.past) == 0 {
+		e.past = nil
+	}
+}
+
+// outdoneBy says whether q counts no more than o: no larger, for no longer.
+func (q held) outdoneBy(o held) bool {
+	return q.share <= o.share && !q.until.After(o.until)
+}
+
+// held is the share of the account that e's holder may be using at now.
+func (e *entry) held(now time.Time) float64 {
+	h := 0.0
+	if now.Before(e.shareUntil) {
+		h = e.share
+	}
+	for _, p := range e.past {
+		if now.Before(p.until) {
+			h = max(h, p.share)
+		}
+	}
+	return h
+}
+
+// gone says whether e can be forgotten: its grant or registration ended and its
+// shares expired.
+func (e *entry) gone(now time.Time) bool {
+	if now.Before(e.expires) || now.Before(e.shareUntil) {
+		return false
+	}
+	for _, p := range e.past {
+		if now.Before(p.until) {
+			return false
+		}
+	}
+	return true
+}
+
 // share is e's share now: its water-filling share of the account's live demands, plus
 // an equal part of what the demands leave unclaimed, but no more than the others leave
-// free. The unclaimed rate is split n+1 ways among n holders: a share of exactly the
+// free (counting every share they may still be using, lingering ones included). The unclaimed rate is split n+1 ways among n holders: a share of exactly the
 // demand a holder saw at its last renewal would refuse a burst locally although nobody
 // else wants the rate, and giving away all of it would leave a newcomer (another
 // process) nothing until the others renew. The part kept back also serves verify's
-// own answers. Callers hold t.mu; the account's expired entries are pruned.
-func (t *Table) share(e *entry) float64 {
+// own answers. Callers hold t.mu; e is live.
+func (t *Table) share(e *entry, now time.Time) float64 {
 	set := t.accounts[e.account]
 	demands := make([]float64, 0, len(set))
 	self, others := -1, 0.0
@@ -440,7 +598,10 @@ func (t *Table) share(e *entry) float64 {
 		if o == e {
 			self = len(demands)
 		} else {
-			others += o.share
+			others += o.held(now)
+			if !now.Before(o.expires) {
+				continue // an ended grant's demand counts no more
+			}
 		}
 		demands = append(demands, o.demand)
 	}

@@ -183,15 +183,32 @@ func TestSharesConverge(t *testing.T) {
 		require.LessOrEqual(t, sum, 1.0)
 		now = now.Add(10 * time.Millisecond)
 	}
+	// a renews first and comes down to a quarter at once, but may spend all of it until
+	// its first grant expires: the others get their quarters after that.
 	for _, h := range holders {
 		tk, _ := tb.Reserve(req(h, "k", 0), now)
-		require.InDelta(t, 0.25, tk.Share, 1e-6, "after one renewal each, %s has a quarter", h)
+		if h == "a" {
+			require.InDelta(t, 0.25, tk.Share, 1e-6)
+		} else {
+			require.Zero(t, tk.Share, "a's first grant still counts")
+		}
+	}
+	now = t0.Add(ttl)
+	for _, h := range holders {
+		tk, _ := tb.Reserve(req(h, "k", 0), now)
+		require.InDelta(t, 0.25, tk.Share, 1e-6, "after a's first grant expired, %s has a quarter", h)
 		sum, _ := tb.Shares("k", now)
 		require.LessOrEqual(t, sum, 1.0)
 	}
-	// A holder that asks for little leaves the rest to the others.
+	// A holder that asks for little leaves the rest to the others, once the grant
+	// with its larger share expired.
 	tk, _ := tb.Reserve(req("a", "k", 0.1), now)
 	require.InDelta(t, 0.1, tk.Share, 1e-6)
+	now = now.Add(ttl)
+	for _, h := range holders[1:] {
+		tb.Reserve(req(h, "k", 0), now.Add(-time.Millisecond)) // the others stay live
+	}
+	tb.Reserve(req("a", "k", 0.1), now.Add(-time.Millisecond))
 	tk, _ = tb.Reserve(req("b", "k", 0), now)
 	require.InDelta(t, 0.3, tk.Share, 1e-6)
 
@@ -221,7 +238,9 @@ func TestUnclaimedRateIsShared(t *testing.T) {
 			tb := New(Config{})
 			shares := make([]float64, len(tc.demands))
 			now := t0
-			for range 4 {
+			// Renewing at half the TTL, as holders do: a lowered share counts until
+			// the grant that carried it expires, so they settle within a few TTLs.
+			for range 8 {
 				for i, d := range tc.demands {
 					tk, ok := tb.Reserve(req(fmt.Sprint("h", i), "k", d), now)
 					require.True(t, ok)
@@ -229,7 +248,7 @@ func TestUnclaimedRateIsShared(t *testing.T) {
 					sum, _ := tb.Shares("k", now)
 					require.LessOrEqual(t, sum, 1.0)
 				}
-				now = now.Add(time.Second)
+				now = now.Add(ttl / 2)
 			}
 			require.InDeltaSlice(t, tc.want, shares, 1e-5)
 		})
@@ -247,14 +266,17 @@ func TestRegisterMakesRoom(t *testing.T) {
 	a, _ = tb.Reserve(req("a", "k", 0), t0.Add(time.Second))
 	require.InDelta(t, 0.5, a.Share, 1e-6, "a's renewal makes room for b")
 	b, _ := tb.Reserve(req("b", "k", 0), t0.Add(time.Second))
+	require.Zero(t, b.Share, "once a's first grant expired")
+	tb.Register(req("b", "k", 0), t0.Add(time.Second))
+	b, _ = tb.Reserve(req("b", "k", 0), t0.Add(ttl))
 	require.InDelta(t, 0.5, b.Share, 1e-6)
 
 	// Registering a holder with a grant keeps its grant and share.
-	tb.Register(req("b", "k", 0.2), t0.Add(2*time.Second))
-	g, ok := tb.Lookup(b.ID, "b", t0.Add(2*time.Second))
+	tb.Register(req("b", "k", 0.2), t0.Add(ttl+time.Second))
+	g, ok := tb.Lookup(b.ID, "b", t0.Add(ttl+time.Second))
 	require.True(t, ok)
 	require.InDelta(t, 0.5, g.Share, 1e-6)
-	require.Equal(t, t0.Add(time.Second+ttl), g.Expires)
+	require.Equal(t, t0.Add(2*ttl), g.Expires)
 }
 
 func TestUnratedGrantsHaveNoShare(t *testing.T) {
@@ -294,12 +316,174 @@ func TestCancel(t *testing.T) {
 	require.False(t, ok)
 	_, ok = tb.Lookup(other.ID, "h1", t0)
 	require.True(t, ok, "other accounts keep theirs")
-	require.Equal(t, 1, tb.Len())
+	require.Equal(t, 2, tb.Len(), "a's share lingers until its expiry; those without a share went at once")
 	require.Zero(t, tb.CancelKey("nope"))
 
-	// A holder asking again after a cancel gets a new grant.
+	// A holder asking again after a cancel gets a new grant, with nothing outstanding.
 	again, _ := tb.Reserve(shared("h1", "k1"), t0)
 	require.NotEqual(t, a.ID, again.ID)
+	g, ok := tb.Lookup(again.ID, "h1", t0)
+	require.True(t, ok)
+	require.Zero(t, g.Outstanding)
+	require.Equal(t, 2, tb.Len(), "in the same entry")
+	tb.Prune(t0.Add(ttl))
+	require.Zero(t, tb.Len())
+}
+
+// TestLoweredShareLingers: a holder may spend the share of its last grant until that
+// grant's expiry, unaware that the book lowered or ended it (a lost answer, a release
+// or cancellation it learns of late), so the freed part goes to the others only then.
+// Only the holder's own release frees it at once.
+func TestLoweredShareLingers(t *testing.T) {
+	t1 := t0.Add(time.Second)
+	for _, tc := range []struct {
+		name string
+		// lower acts on holder a (share 1, grant until t0+ttl) at t1.
+		lower func(tb *Table, a Ticket)
+		// b's share at t1 and at t0+ttl, when a's first grant expired.
+		before, after float64
+	}{
+		{"a renewal that gives less", func(tb *Table, a Ticket) {
+			tk, _ := tb.Reserve(req("a", "k", 0), t1)
+			require.InDelta(t, 0.5, tk.Share, 1e-6, "b is registered")
+		}, 0, 0.5},
+		{"a renewal that gives nothing", func(tb *Table, a Ticket) {
+			r := req("a", "k", 0)
+			r.Rated = false
+			tk, _ := tb.Reserve(r, t1)
+			require.Zero(t, tk.Share)
+		}, 0, 0.5}, // a is still live, asking for its half
+		{"a release by the engine", func(tb *Table, a Ticket) {
+			require.True(t, tb.Release(a.ID, "a", t1))
+		}, 0, 1},
+		{"a cancellation of the key", func(tb *Table, a Ticket) {
+			require.Equal(t, 1, tb.CancelKey("k"))
+		}, 0, 1},
+		{"a cancellation of the account", func(tb *Table, a Ticket) {
+			require.Equal(t, []string{"k"}, tb.CancelAccount("k"))
+		}, 0, 1},
+		{"a release by the holder frees it at once", func(tb *Table, a Ticket) {
+			require.True(t, tb.ReleaseByHolder(a.ID, "a", t1))
+		}, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := New(Config{})
+			a, _ := tb.Reserve(req("a", "k", 0), t0)
+			require.InDelta(t, 1, a.Share, 1e-6)
+			tb.Register(req("b", "k", 0), t0)
+			tc.lower(tb, a)
+			if tc.before == 0 {
+				_, found := tb.Lookup(a.ID, "a", t1)
+				sum, until := tb.Shares("k", t1)
+				require.InDelta(t, 1, sum, 1e-6, "found %v", found)
+				require.Equal(t, t0.Add(ttl), until, "when a's first grant expires")
+			}
+			b, _ := tb.Reserve(req("b", "k", 0), t1)
+			require.InDelta(t, tc.before, b.Share, 1e-6)
+			sum, _ := tb.Shares("k", t1)
+			require.LessOrEqual(t, sum, 1.0)
+
+			b, _ = tb.Reserve(req("b", "k", 0), t0.Add(ttl))
+			require.InDelta(t, tc.after, b.Share, 1e-6)
+			sum, _ = tb.Shares("k", t0.Add(ttl))
+			require.LessOrEqual(t, sum, 1.0)
+		})
+	}
+}
+
+// TestLingeringShareOfAnEarlierGrant: a share lowered twice counts the largest one
+// until its grant's expiry, and a renewal that gives more does not hide it.
+func TestLingeringShareOfAnEarlierGrant(t *testing.T) {
+	tb := New(Config{})
+	a, _ := tb.Reserve(req("a", "k", 0), t0)
+	require.InDelta(t, 1, a.Share, 1e-6)
+	tb.Register(req("b", "k", 0), t0)
+	a, _ = tb.Reserve(req("a", "k", 0), t0.Add(time.Second)) // 0.5, 1 lingers until t0+ttl
+	require.InDelta(t, 0.5, a.Share, 1e-6)
+	a, _ = tb.Reserve(req("a", "k", 0.1), t0.Add(2*time.Second))
+	require.InDelta(t, 0.1, a.Share, 1e-6, "b claims the rest")
+	a, _ = tb.Reserve(req("a", "k", 0), t0.Add(3*time.Second))
+	require.InDelta(t, 0.5, a.Share, 1e-6)
+	for _, tc := range []struct {
+		at   time.Duration
+		held float64
+	}{
+		{ttl - time.Millisecond, 1},
+		{ttl, 0.5},                     // the grant of t0+1s, until t0+1s+ttl
+		{3*time.Second + ttl, 0},       // all expired
+		{3*time.Second + ttl - 1, 0.5}, // the last grant
+	} {
+		sum, _ := tb.Shares("k", t0.Add(tc.at))
+		require.InDelta(t, tc.held, sum, 1e-6, "at t0+%v", tc.at)
+	}
+}
+
+// TestSharesFallingAtEveryRenewal: a holder whose share goes down at every renewal
+// (its demand falls) has each share counted until its own grant's expiry, not its
+// largest one for as long as it keeps falling; renewing more often than the book
+// remembers shares merges the oldest, which may count longer, never less.
+func TestSharesFallingAtEveryRenewal(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		every time.Duration
+		exact bool
+	}{
+		{"renewing at half the TTL", ttl / 2, true},
+		{"renewing ten times a TTL", ttl / 10, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := New(Config{})
+			var given []held
+			now := t0
+			for i := range 40 {
+				tk, ok := tb.Reserve(req("a", "k", 1-float64(i)/40), now)
+				require.True(t, ok)
+				given = append(given, held{tk.Share, now.Add(ttl)})
+				require.LessOrEqual(t, len(tb.byHolder[holderKey{"a", "k"}].past), maxPast)
+				for _, at := range []time.Time{now, now.Add(tc.every / 2)} {
+					want := 0.0
+					for _, g := range given {
+						if at.Before(g.until) {
+							want = max(want, g.share)
+						}
+					}
+					sum, _ := tb.Shares("k", at)
+					if tc.exact {
+						require.InDelta(t, want, sum, 1e-12, "step %d", i)
+					} else {
+						require.GreaterOrEqual(t, sum, want, "step %d", i)
+					}
+				}
+				now = now.Add(tc.every)
+			}
+			sum, _ := tb.Shares("k", now.Add(ttl))
+			require.Zero(t, sum)
+			tb.Prune(now.Add(ttl))
+			require.Zero(t, tb.Len())
+		})
+	}
+}
+
+// TestAccountChangeWaitsForTheOldShare: a key whose account changed (a rotation) gets
+// its holder no grant on the new account while the holder may still spend its share
+// of the old one.
+func TestAccountChangeWaitsForTheOldShare(t *testing.T) {
+	tb := New(Config{})
+	a, _ := tb.Reserve(req("a", "k", 0), t0)
+	require.InDelta(t, 1, a.Share, 1e-6)
+	moved := req("a", "k", 0)
+	moved.Account = "new"
+	_, ok := tb.Reserve(moved, t0.Add(time.Second))
+	require.False(t, ok)
+	_, ok = tb.Lookup(a.ID, "a", t0.Add(time.Second))
+	require.False(t, ok, "the old grant ended")
+	sum, _ := tb.Shares("k", t0.Add(time.Second))
+	require.InDelta(t, 1, sum, 1e-6, "its share counts on the old account")
+	tk, ok := tb.Reserve(moved, t0.Add(ttl))
+	require.True(t, ok)
+	require.InDelta(t, 1, tk.Share, 1e-6)
+	sum, _ = tb.Shares("k", t0.Add(ttl))
+	require.Zero(t, sum)
 }
 
 func TestBounds(t *testing.T) {
@@ -320,6 +504,17 @@ func TestBounds(t *testing.T) {
 	}
 	_, ok = tb.Reserve(req("h", "one-more", 0), t0)
 	require.False(t, ok, "the book is full")
+	// A cancelled grant whose share lingers still takes its place in the account.
+	require.Equal(t, 3, tb.CancelKey("k"))
+	require.Equal(t, 8, tb.Len(), "k's first holder kept its share: 1 left of 3")
+	for i := range 2 {
+		_, ok := tb.Reserve(req(fmt.Sprint("n", i), "k", 0), t0)
+		require.True(t, ok)
+	}
+	_, ok = tb.Reserve(req("x", "k", 0), t0)
+	require.False(t, ok, "the account is full, the lingering entry included")
+	_, ok = tb.Reserve(req("h", "one-more", 0), t0)
+	require.False(t, ok, "the book is full")
 	// Once they expire, room again.
 	_, ok = tb.Reserve(req("h", "one-more", 0), t0.Add(ttl))
 	require.True(t, ok)
@@ -329,51 +524,87 @@ func TestBounds(t *testing.T) {
 }
 
 // TestSharesNeverExceedOne drives the book with random holders, demands, renewals,
-// registrations, releases, cancellations and time from many goroutines, and checks the
-// sum of the live shares after every step.
+// registrations, releases (by the engine and by the holders), cancellations and time
+// from many goroutines, and keeps a model of what each holder may be spending: every
+// share it was answered, until that grant's expiry (the answers that lowered it may
+// be lost, and it learns of releases and cancellations late), unless it released the
+// grant itself. After every step the shares holders may be spending sum to at most 1,
+// and the book counts at least them (so that verify's own buckets, scaled by what the
+// book leaves, keep the total within the key's rate).
 func TestSharesNeverExceedOne(t *testing.T) {
-	tb := New(Config{MaxPerAccount: 16})
-	var clock sync.Mutex
-	now := t0
-	tick := func() time.Time {
-		clock.Lock()
-		defer clock.Unlock()
-		now = now.Add(time.Millisecond)
-		return now
+	type held struct {
+		share float64
+		until time.Time
 	}
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(g), 9))
-			for range 3000 {
-				at := tick()
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			tb := New(Config{MaxPerAccount: 16})
+			// One step at a time, so that the model follows the book, time only goes
+			// forward and a check sees every step before it; the goroutines still race
+			// the book against itself (Shares' lock-free path).
+			var mu sync.Mutex
+			now := t0
+			spending := map[string][]held{}
+			step := func(r *rand.Rand) {
+				mu.Lock()
+				defer mu.Unlock()
+				now = now.Add(time.Duration(r.IntN(200)) * time.Millisecond)
 				h := fmt.Sprint("h", r.IntN(12))
 				rq := req(h, "k", r.Float64()*0.6)
-				switch op := r.IntN(10); {
-				case op < 6:
-					tk, ok := tb.Reserve(rq, at)
-					if ok {
-						tb.Commit(tk, 1, 0)
+				switch op := r.IntN(20); {
+				case op < 12:
+					tk, ok := tb.Reserve(rq, now)
+					if ok && tk.Share > 0 && tb.Commit(tk, 1, 0) {
+						spending[h] = append(spending[h], held{tk.Share, now.Add(ttl)})
 					}
-				case op < 8:
-					tb.Register(rq, at)
-				case op < 9:
-					for _, gr := range tb.Grants("k", at) {
+				case op < 15:
+					tb.Register(rq, now)
+				case op < 17:
+					for _, gr := range tb.Grants("k", now) {
 						if gr.Holder == h {
-							tb.Release(gr.ID, h, at)
+							tb.Release(gr.ID, h, now)
+						}
+					}
+				case op < 19:
+					for _, gr := range tb.Grants("k", now) {
+						if gr.Holder == h {
+							tb.ReleaseByHolder(gr.ID, h, now)
+							delete(spending, h)
 						}
 					}
 				default:
-					if r.IntN(20) == 0 {
+					if r.IntN(5) == 0 {
 						tb.CancelKey("k")
 					}
 				}
-				sum, _ := tb.Shares("k", at)
+				want := 0.0
+				for h, hs := range spending {
+					most := 0.0
+					live := hs[:0]
+					for _, x := range hs {
+						if now.Before(x.until) {
+							most = max(most, x.share)
+							live = append(live, x)
+						}
+					}
+					spending[h] = live
+					want += most
+				}
+				require.LessOrEqual(t, want, 1.0, "what the holders may spend")
+				sum, _ := tb.Shares("k", now)
 				require.LessOrEqual(t, sum, 1.0)
+				require.GreaterOrEqual(t, sum, want-1e-12, "the book counts all the holders may spend")
 			}
-		}()
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Go(func() {
+					r := rand.New(rand.NewPCG(seed, uint64(g)))
+					for range 2000 {
+						step(r)
+					}
+				})
+			}
+			wg.Wait()
+		})
 	}
-	wg.Wait()
 }

@@ -99,11 +99,18 @@ func (l *Limiter) AllowAll(key string, limits []Limit, now time.Time) (ok bool, 
 // key's rate that no grant holder has (package grants). A scale of 0 or less refuses
 // every request with the wait of the unscaled buckets (never "unlimited", which a Rate
 // of 0 means); more than 1 is 1.
+//
+// Tokens are conserved across scale changes: the time since the entry was last seen
+// accrues at the rates its buckets had then (the scale of that time), and only then
+// are the buckets rescaled. At a scale of 0 an existing entry's buckets are emptied and
+// stop refilling (the holders own the whole rate), so the time spent there is never
+// refilled later at a larger scale.
 func (l *Limiter) AllowAllScaled(key string, limits []Limit, scale float64, now time.Time) (ok bool, refused int, wait time.Duration) {
 	if !anyActive(limits) {
 		return true, -1, 0
 	}
 	if !(scale > 0) { // NaN too
+		l.zeroScale(key, limits, now)
 		for i := range limits {
 			if limits[i].Rate > 0 {
 				return false, i, time.Duration(math.Min(1/limits[i].Rate, maxWait.Seconds()) * float64(time.Second))
@@ -117,25 +124,12 @@ func (l *Limiter) AllowAllScaled(key string, limits []Limit, scale float64, now 
 	if el, found := l.entries[key]; found {
 		l.order.MoveToFront(el)
 		e = el.Value.(*entry)
+		e.accrue(now)
+		// Restores rate and burst after a zero scale too, before the admit check below
+		// (where a rate of 0 would admit).
 		l.reconcile(e, limits, scale)
-		if elapsed := now.Sub(e.last).Seconds(); elapsed > 0 {
-			for i := range e.buckets {
-				b := &e.buckets[i]
-				b.tokens = math.Min(b.burst, b.tokens+elapsed*b.rate)
-			}
-			e.last = now
-		}
 	} else {
-		e = &entry{key: key, last: now, buckets: make([]bucket, len(limits))}
-		for i, lim := range limits {
-			rate, burst := scaled(lim, scale)
-			e.buckets[i] = bucket{name: lim.Name, tokens: burst, rate: rate, burst: burst}
-		}
-		l.entries[key] = l.order.PushFront(e)
-		l.size += len(e.buckets)
-		for l.size > l.maxBuckets && l.order.Len() > 1 {
-			l.drop(l.order.Back())
-		}
+		e = l.add(key, limits, scale, now)
 	}
 
 	refused, longest := -1, 0.0
@@ -160,11 +154,120 @@ func (l *Limiter) AllowAllScaled(key string, limits []Limit, scale float64, now 
 	return true, -1, 0
 }
 
+// zeroScale is AllowAllScaled's bookkeeping at a scale of 0 or less: key's entry (if
+// any) accrues up to now at its current rates, then holds nothing and refills at rate 0
+// until a positive scale restores it. Callers must still refuse: a bucket of rate 0
+// admits everything in the admit check.
+func (l *Limiter) zeroScale(key string, limits []Limit, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	el, found := l.entries[key]
+	if !found {
+		return // nothing to take from: a later positive scale starts full, as ever
+	}
+	l.order.MoveToFront(el)
+	e := el.Value.(*entry)
+	e.accrue(now)
+	l.reconcile(e, limits, 0)
+	for i := range e.buckets {
+		e.buckets[i].tokens = 0
+	}
+}
+
+// Handover moves tokens from key's buckets to a grant holder: scale is the part of the
+// rate left to the buckets after the grant (1 - the holders' shares, this one's
+// included). Under the lock it creates the entry, full at the unscaled limits, if there
+// is none (what AllowAllScaled would start from), accrues up to now at the current
+// rates, then takes from each bucket what no longer fits its new capacity (burst ×
+// scale) and rescales it. It returns the tokens taken, per limit: what the holder's
+// bucket of that limit gets, so that the holders and the buckets together never have
+// more than one bucket of the key would.
+func (l *Limiter) Handover(key string, limits []Limit, scale float64, now time.Time) []float64 {
+	given := make([]float64, len(limits))
+	if !anyActive(limits) {
+		return given
+	}
+	if !(scale > 0) { // NaN too
+		scale = 0
+	}
+	scale = math.Min(scale, 1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var e *entry
+	if el, found := l.entries[key]; found {
+		l.order.MoveToFront(el)
+		e = el.Value.(*entry)
+		e.accrue(now)
+		// Same scale: only the names are matched (a limit new to the entry starts full).
+		l.reconcile(e, limits, e.scaleOf(limits))
+	} else {
+		e = l.add(key, limits, 1, now)
+	}
+	for i := range e.buckets {
+		b := &e.buckets[i]
+		if limits[i].Rate <= 0 {
+			continue
+		}
+		capacity := limits[i].Burst * scale
+		if b.tokens > capacity {
+			given[i] = b.tokens - capacity
+			b.tokens = capacity
+		}
+	}
+	l.reconcile(e, limits, scale)
+	return given
+}
+
+// add creates key's entry, full at limits scaled by scale.
+func (l *Limiter) add(key string, limits []Limit, scale float64, now time.Time) *entry {
+	e := &entry{key: key, last: now, buckets: make([]bucket, len(limits))}
+	for i, lim := range limits {
+		rate, burst := scaled(lim, scale)
+		e.buckets[i] = bucket{name: lim.Name, tokens: burst, rate: rate, burst: burst}
+	}
+	l.entries[key] = l.order.PushFront(e)
+	l.size += len(e.buckets)
+	for l.size > l.maxBuckets && l.order.Len() > 1 {
+		l.drop(l.order.Back())
+	}
+	return e
+}
+
+// accrue refills e's buckets up to now at their current rates.
+func (e *entry) accrue(now time.Time) {
+	if elapsed := now.Sub(e.last).Seconds(); elapsed > 0 {
+		for i := range e.buckets {
+			b := &e.buckets[i]
+			b.tokens = math.Min(b.burst, b.tokens+elapsed*b.rate)
+		}
+		e.last = now
+	}
+}
+
+// scaleOf is the scale e's buckets are at relative to limits (the first active limit
+// whose name matches decides; 1 when none does).
+func (e *entry) scaleOf(limits []Limit) float64 {
+	for i := range limits {
+		if limits[i].Rate <= 0 {
+			continue
+		}
+		for _, b := range e.buckets {
+			if b.name == limits[i].Name {
+				return math.Max(0, math.Min(1, b.rate/limits[i].Rate))
+			}
+		}
+	}
+	return 1
+}
+
 // scaled is lim's rate and burst under scale (see AllowAllScaled); exactly lim's when
-// scale is 1.
+// scale is 1, and nothing at all (rate and burst 0) when scale is 0 or less.
 func scaled(lim Limit, scale float64) (rate, burst float64) {
 	if scale == 1 {
 		return lim.Rate, lim.Burst
+	}
+	if !(scale > 0) {
+		return 0, 0
 	}
 	return lim.Rate * scale, math.Max(1, lim.Burst*scale)
 }

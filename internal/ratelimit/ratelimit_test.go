@@ -288,3 +288,157 @@ func TestAllowAllScaled(t *testing.T) {
 		require.Equal(t, w1, w2)
 	}
 }
+
+// TestScaledTokensConserved: whatever the sequence of scales and handovers, the tokens
+// the buckets admit plus those handed over never exceed what one unscaled bucket would
+// have had: the burst plus the rate times the time elapsed.
+func TestScaledTokensConserved(t *testing.T) {
+	limits := []Limit{{Name: "default", Rate: 100.0 / 60, Burst: 100}}
+	type step struct {
+		at       time.Duration
+		handover bool    // else AllowAllScaled until refused
+		scale    float64 // the scale after the handover, or of the direct requests
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"lone holder: grant, release, grant again", []step{
+			{0, true, 0}, {5 * time.Second, false, 1}, {6 * time.Second, true, 0},
+			{11 * time.Second, false, 1}, {30 * time.Second, true, 0}, {31 * time.Second, false, 1},
+			{60 * time.Second, false, 1},
+		}},
+		{"direct requests between two holders' grants", []step{
+			{0, false, 1}, {time.Second, true, 0.5}, {2 * time.Second, false, 0.5},
+			{3 * time.Second, true, 0}, {20 * time.Second, false, 0}, {21 * time.Second, false, 1},
+			{40 * time.Second, true, 0.25}, {41 * time.Second, false, 0.25}, {60 * time.Second, false, 0.25},
+		}},
+		{"scale grows without a handover", []step{
+			{0, true, 0.1}, {10 * time.Second, false, 0.1}, {11 * time.Second, false, 1},
+			{30 * time.Second, false, 1}, {31 * time.Second, true, 0.5}, {60 * time.Second, false, 0.5},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := New(10)
+			start := time.Unix(1000, 0)
+			total := 0.0
+			for _, s := range tc.steps {
+				now := start.Add(s.at)
+				if s.handover {
+					given := l.Handover("k", limits, s.scale, now)
+					require.Len(t, given, 1)
+					require.GreaterOrEqual(t, given[0], 0.0)
+					total += given[0]
+				} else {
+					for range 1000 {
+						ok, _, _ := l.AllowAllScaled("k", limits, s.scale, now)
+						if !ok {
+							break
+						}
+						total++
+					}
+				}
+				bound := limits[0].Burst + limits[0].Rate*s.at.Seconds()
+				require.LessOrEqual(t, total, bound+1e-9, "at %v", s.at)
+			}
+		})
+	}
+}
+
+// TestZeroScaleAccruesNothing: while the holders own the whole rate (scale 0) the
+// buckets neither admit nor refill; the time before it accrued at the old scale, and
+// the time after it at the new one.
+func TestZeroScaleAccruesNothing(t *testing.T) {
+	limits := []Limit{{Name: "default", Rate: 1, Burst: 10}}
+	cases := []struct {
+		name string
+		// zeroBy makes the scale 0 at start: a handover to a lone holder, or a direct
+		// request refused at scale 0 (what verify does while the shares sum to 1).
+		zeroBy func(l *Limiter, now time.Time)
+	}{
+		{"handover", func(l *Limiter, now time.Time) {
+			given := l.Handover("k", limits, 0, now)
+			require.InDelta(t, 2, given[0], 1e-9, "4s at scale 0.5: 2 tokens, all handed over")
+		}},
+		{"refused at scale 0", func(l *Limiter, now time.Time) {
+			ok, refused, wait := l.AllowAllScaled("k", limits, 0, now)
+			require.False(t, ok, "a zero scale refuses, never unlimited")
+			require.Equal(t, 0, refused)
+			require.Equal(t, time.Second, wait)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := New(10)
+			start := time.Unix(1000, 0)
+			for range 5 { // the scale-0.5 bucket of 5, emptied
+				ok, _, _ := l.AllowAllScaled("k", limits, 0.5, start)
+				require.True(t, ok)
+			}
+			zero := start.Add(4 * time.Second)
+			tc.zeroBy(l, zero)
+			for i := range 30 {
+				ok, _, _ := l.AllowAllScaled("k", limits, 0, zero.Add(time.Duration(i)*time.Second))
+				require.False(t, ok, "second %d at scale 0", i)
+			}
+			// Back to scale 1 at zero+30s: the 30s at scale 0 refilled nothing, and the
+			// next second refills one token at the full rate.
+			back := zero.Add(30 * time.Second)
+			ok, _, wait := l.AllowAllScaled("k", limits, 1, back)
+			require.False(t, ok, "nothing accrued at scale 0")
+			require.Equal(t, time.Second, wait)
+			ok, _, _ = l.AllowAllScaled("k", limits, 1, back.Add(time.Second))
+			require.True(t, ok)
+			ok, _, _ = l.AllowAllScaled("k", limits, 1, back.Add(time.Second))
+			require.False(t, ok)
+		})
+	}
+}
+
+// TestHandover: a fresh entry hands over the whole burst times the share; an existing
+// one what no longer fits its new capacity; a larger scale takes nothing.
+func TestHandover(t *testing.T) {
+	two := []Limit{{Name: "minute", Rate: 100.0 / 60, Burst: 100}, {Name: "second", Rate: 10, Burst: 10}}
+	now := time.Unix(1000, 0)
+	cases := []struct {
+		name    string
+		prepare func(l *Limiter)
+		scale   float64
+		want    []float64
+		// direct is what the buckets admit right after, at scale.
+		direct int
+	}{
+		{"fresh, lone holder", func(*Limiter) {}, 0, []float64{100, 10}, 0},
+		{"fresh, a quarter share", func(*Limiter) {}, 0.75, []float64{25, 2.5}, 7},
+		{"after 3 direct requests", func(l *Limiter) {
+			for range 3 {
+				ok, _, _ := l.AllowAll("k", two, now)
+				require.True(t, ok)
+			}
+		}, 0.5, []float64{47, 2}, 5},
+		{"scale grows: nothing given", func(l *Limiter) {
+			l.Handover("k", two, 0.5, now)
+		}, 0.8, []float64{0, 0}, 5},
+		{"NaN is 0", func(*Limiter) {}, math.NaN(), []float64{100, 10}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := New(10)
+			tc.prepare(l)
+			given := l.Handover("k", two, tc.scale, now)
+			require.Len(t, given, len(tc.want))
+			for i := range tc.want {
+				require.InDelta(t, tc.want[i], given[i], 1e-9, "limit %d", i)
+			}
+			admitted := 0
+			for range 200 {
+				if ok, _, _ := l.AllowAllScaled("k", two, tc.scale, now); ok {
+					admitted++
+				}
+			}
+			require.Equal(t, tc.direct, admitted)
+		})
+	}
+	require.Equal(t, []float64{0}, New(1).Handover("k", []Limit{{Name: "off"}}, 0.5, now), "an inactive limit gives nothing")
+}

@@ -50,6 +50,9 @@ const (
 	FieldLimitName  = "name"
 	FieldLimitRate  = "rate"
 	FieldLimitBurst = "burst"
+	// FieldLimitTokens: tokens added to the holder's bucket of the limit by this answer
+	// (taken from the engine's own bucket, so that a grant is never a free burst).
+	FieldLimitTokens = "tokens"
 )
 
 // Feed fields.
@@ -137,6 +140,10 @@ type GrantLimit struct {
 	Name  string
 	Rate  float64
 	Burst float64
+	// Tokens are the tokens this answer ADDS to the holder's bucket (the holder clamps
+	// the bucket to Burst): what the engine's bucket handed over. A new grant's bucket
+	// starts with them, not full. Absent on decode: 0.
+	Tokens float64
 }
 
 // Grant is what a holder may admit for a key without asking the engine, until TTL has
@@ -159,7 +166,7 @@ func (g Grant) put(data map[string]any) {
 	if len(g.Limits) > 0 {
 		limits := make([]map[string]any, len(g.Limits))
 		for i, l := range g.Limits {
-			limits[i] = map[string]any{FieldLimitName: l.Name, FieldLimitRate: l.Rate, FieldLimitBurst: l.Burst}
+			limits[i] = map[string]any{FieldLimitName: l.Name, FieldLimitRate: l.Rate, FieldLimitBurst: l.Burst, FieldLimitTokens: l.Tokens}
 		}
 		data[FieldGrantedLimits] = limits
 	}
@@ -193,6 +200,13 @@ func decodeGrant(d map[string]any) (*Grant, error) {
 				return nil, errors.New("grant has a granted_limits element without a rate and burst")
 			}
 			l.Rate, l.Burst = rate, burst
+			if raw, present := m[FieldLimitTokens]; present {
+				tokens, ok := Number(raw)
+				if !ok || !(tokens >= 0) {
+					return nil, errors.New("grant has a granted_limits element with tokens that are not a number of at least 0")
+				}
+				l.Tokens = tokens
+			}
 			g.Limits = append(g.Limits, l)
 		}
 	}

@@ -31,8 +31,8 @@ func TestGrantResponseRoundTrip(t *testing.T) {
 	for name, want := range map[string]*Grant{
 		"uses only":       {ID: strings.Repeat("a", 32), Uses: &uses, TTL: 5 * time.Second},
 		"nothing left":    {ID: strings.Repeat("b", 32), Uses: &none, TTL: 5 * time.Second},
-		"limits only":     {ID: strings.Repeat("c", 32), Limits: []GrantLimit{{Name: "default", Rate: 2.5, Burst: 5}, {Name: "minute", Rate: 0.25, Burst: 1}}, TTL: 1500 * time.Millisecond},
-		"uses and limits": {ID: strings.Repeat("d", 32), Uses: &uses, Limits: []GrantLimit{{Name: "default", Rate: 250, Burst: 250}}, TTL: time.Minute},
+		"limits only":     {ID: strings.Repeat("c", 32), Limits: []GrantLimit{{Name: "default", Rate: 2.5, Burst: 5, Tokens: 5}, {Name: "minute", Rate: 0.25, Burst: 1, Tokens: 0.5}}, TTL: 1500 * time.Millisecond},
+		"uses and limits": {ID: strings.Repeat("d", 32), Uses: &uses, Limits: []GrantLimit{{Name: "default", Rate: 250, Burst: 250}} /* no tokens handed over */, TTL: time.Minute},
 	} {
 		t.Run(name, func(t *testing.T) {
 			resp := Response{Valid: true, Code: CodeValid, Key: key, ReportToken: "tok", Grant: want}
@@ -46,6 +46,11 @@ func TestGrantResponseRoundTrip(t *testing.T) {
 			require.Equal(t, RenewResponse{Renewed: true, Grant: want}, renew)
 		})
 	}
+	// tokens is optional: an answer without it adds nothing to the holder's bucket.
+	old, err := DecodeResponse(map[string]any{FieldValid: true, FieldCode: CodeValid, FieldKeyID: "k", FieldGrantID: strings.Repeat("e", 32), FieldGrantTTL: 5000,
+		FieldGrantedLimits: []any{map[string]any{FieldLimitName: "default", FieldLimitRate: 1.5, FieldLimitBurst: 3}}})
+	require.NoError(t, err)
+	require.Equal(t, []GrantLimit{{Name: "default", Rate: 1.5, Burst: 3}}, old.Grant.Limits)
 	// A report token comes with refusals too; a grant never does.
 	got, err := DecodeResponse(throughJSON(t, Response{Code: CodeRateLimited, Key: key, ReportToken: "tok", RetryAfter: time.Second}.Data()))
 	require.NoError(t, err)
@@ -79,6 +84,8 @@ func TestDecodeGrantRefusesBrokenContracts(t *testing.T) {
 		"limit not an object":   with(map[string]any{FieldGrantID: id, FieldGrantTTL: 5000, FieldGrantedLimits: []any{"x"}}),
 		"limit without a rate":  with(map[string]any{FieldGrantID: id, FieldGrantTTL: 5000, FieldGrantedLimits: []any{map[string]any{FieldLimitName: "d", FieldLimitBurst: 1}}}),
 		"limit with a negative": with(map[string]any{FieldGrantID: id, FieldGrantTTL: 5000, FieldGrantedLimits: []any{map[string]any{FieldLimitName: "d", FieldLimitRate: -1, FieldLimitBurst: 1}}}),
+		"negative tokens":       with(map[string]any{FieldGrantID: id, FieldGrantTTL: 5000, FieldGrantedLimits: []any{map[string]any{FieldLimitName: "d", FieldLimitRate: 1, FieldLimitBurst: 1, FieldLimitTokens: -1}}}),
+		"tokens not a number":   with(map[string]any{FieldGrantID: id, FieldGrantTTL: 5000, FieldGrantedLimits: []any{map[string]any{FieldLimitName: "d", FieldLimitRate: 1, FieldLimitBurst: 1, FieldLimitTokens: "x"}}}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := DecodeResponse(data)
