@@ -298,6 +298,15 @@ func (l *Limiter) reconcile(e *entry, limits []Limit, scale float64) {
 			for i := range limits {
 				b := &e.buckets[i]
 				if rate, burst := scaled(limits[i], scale); b.rate != rate || b.burst != burst {
+					if b.rate <= 0 && rate > 0 {
+						// Back from a zero scale (grant holders had all of the rate, and their
+						// tokens left with them): one token to start with. Empty, the first
+						// request would be refused with a wait rounded up to a whole second
+						// on the wire, and callers cache that refusal for it, although the
+						// bucket refills within microseconds at a high rate. At most one
+						// token more per time the holders give the whole rate back.
+						b.tokens = math.Max(b.tokens, math.Min(1, burst))
+					}
 					b.rate, b.burst = rate, burst
 					b.tokens = math.Min(b.tokens, b.burst)
 				}

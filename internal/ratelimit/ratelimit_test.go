@@ -382,9 +382,13 @@ func TestZeroScaleAccruesNothing(t *testing.T) {
 				ok, _, _ := l.AllowAllScaled("k", limits, 0, zero.Add(time.Duration(i)*time.Second))
 				require.False(t, ok, "second %d at scale 0", i)
 			}
-			// Back to scale 1 at zero+30s: the 30s at scale 0 refilled nothing, and the
+			// Back to scale 1 at zero+30s: the 30s at scale 0 refilled nothing; the
+			// bucket starts with the one token it gets back from a zero scale (so the
+			// first request is not refused for a wait rounded up on the wire), and the
 			// next second refills one token at the full rate.
 			back := zero.Add(30 * time.Second)
+			ok, _, _ := l.AllowAllScaled("k", limits, 1, back)
+			require.True(t, ok, "the one starting token")
 			ok, _, wait := l.AllowAllScaled("k", limits, 1, back)
 			require.False(t, ok, "nothing accrued at scale 0")
 			require.Equal(t, time.Second, wait)
